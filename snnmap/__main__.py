@@ -1,0 +1,3 @@
+from snnmap.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Every number of the target hardware lives here; presets are data (docs/chips.md gives sources)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from snnmap.errors import SnnmapError
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    name: str
+    mesh_w: int  # cores per chip along x
+    mesh_h: int  # cores per chip along y
+    axons_per_core: int
+    neurons_per_core: int
+    max_destinations: int  # per neuron
+    threshold_bits: int  # signed two's complement
+    axon_accumulates: bool  # events arriving at one axon in one tick add up (replicas share axons)
+    clock_hz: float
+    energy_per_sop_j: float
+    chip_x_bits: int
+    chip_y_bits: int
+    core_x_bits: int
+    core_y_bits: int
+    axon_bits: int
+
+    @property
+    def cores_per_chip(self) -> int:
+        return self.mesh_w * self.mesh_h
+
+    @property
+    def max_chips(self) -> int:
+        """Chips addressable in a row (the board layout the simple placer uses)."""
+        return 1 << self.chip_x_bits
+
+    @property
+    def threshold_range(self) -> tuple[int, int]:
+        return -(1 << (self.threshold_bits - 1)), (1 << (self.threshold_bits - 1)) - 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "ChipSpec":
+        if not isinstance(d, dict):
+            raise SnnmapError("chip spec is not a table", where=where)
+        names = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(names)
+        if unknown:
+            raise SnnmapError(f"unknown chip spec field(s) {sorted(unknown)}", where=where)
+        vals = {}
+        for name, f in names.items():
+            if name not in d:
+                raise SnnmapError(f"chip spec lacks field {name!r}", where=where)
+            v = d[name]
+            typ = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+            if typ is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+                raise SnnmapError(f"chip spec field {name!r} is {v!r}, expected {f.type}", where=where)
+            vals[name] = v
+        spec = cls(**vals)
+        spec.check(where)
+        return spec
+
+    def check(self, where: str) -> None:
+        positive = ("mesh_w", "mesh_h", "axons_per_core", "neurons_per_core", "max_destinations",
+                    "threshold_bits", "chip_x_bits", "chip_y_bits", "core_x_bits", "core_y_bits",
+                    "axon_bits")
+        for name in positive:
+            v = getattr(self, name)
+            if not 1 <= v <= 1 << 24:
+                raise SnnmapError(f"chip spec field {name!r} = {v} is out of range 1..{1 << 24}",
+                                  where=where)
+        if self.threshold_bits > 32:
+            raise SnnmapError(f"threshold_bits {self.threshold_bits} > 32", where=where)
+        addr = self.chip_x_bits + self.chip_y_bits + self.core_x_bits + self.core_y_bits + self.axon_bits
+        if addr > 30:
+            raise SnnmapError(f"spike address needs {addr} bits; snnmap's destination word holds 30",
+                              where=where)
+        if self.mesh_w > 1 << self.core_x_bits or self.mesh_h > 1 << self.core_y_bits:
+            raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh does not fit the core address bits",
+                              where=where)
+        if self.axons_per_core > 1 << self.axon_bits:
+            raise SnnmapError(f"{self.axons_per_core} axons do not fit {self.axon_bits} address bits",
+                              where=where)
+        if not self.axon_accumulates:
+            raise SnnmapError("chips whose axons OR spikes together are not supported yet "
+                              "(replicas would need their own axons)", where=where)
+        if not (self.clock_hz > 0 and self.energy_per_sop_j >= 0):
+            raise SnnmapError("clock_hz must be > 0 and energy_per_sop_j >= 0", where=where)
+
+
+SG64 = ChipSpec(
+    name="sg64", mesh_w=8, mesh_h=8, axons_per_core=1024, neurons_per_core=1024,
+    max_destinations=32, threshold_bits=20, axon_accumulates=True, clock_hz=252e6,
+    energy_per_sop_j=2.64e-12, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
+    axon_bits=10,
+)
+
+PRESETS = {"sg64": SG64}
+
+
+def get_chip(name: str) -> ChipSpec:
+    if name in PRESETS:
+        return PRESETS[name]
+    raise SnnmapError(f"unknown chip {name!r}; presets: {', '.join(sorted(PRESETS))}")
+
+
+def load_chip(value: str) -> ChipSpec:
+    """A preset name, or a TOML file: optional `base = "<preset>"` plus fields that override it."""
+    if value in PRESETS or not value.endswith(".toml"):
+        return get_chip(value)
+    import tomllib
+
+    try:
+        with open(value, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise SnnmapError(f"cannot read chip file: {e.strerror or e}", where=value) from None
+    except tomllib.TOMLDecodeError as e:
+        raise SnnmapError(f"not valid TOML: {e}", where=value) from None
+    base = data.pop("base", "sg64")
+    if not isinstance(base, str) or base not in PRESETS:
+        raise SnnmapError(f"base {base!r} is not a preset ({', '.join(sorted(PRESETS))})", where=value)
+    merged = {**PRESETS[base].to_dict(), "name": f"{base}-custom", **data}
+    return ChipSpec.from_dict(merged, where=value)

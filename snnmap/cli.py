@@ -1,0 +1,210 @@
+"""The `snnmap` command. Heavy modules load inside each command so that `snnmap --help` starts fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from snnmap.errors import SnnmapError
+
+LENET_ARCH = "16C5p2-16C5-16C2s2-32C5-32C2s2-256C4-10"
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    click.echo(f"snnmap: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False, prog_name="snnmap")
+    except click.exceptions.Abort:
+        _fail("interrupted; no output file was written", 130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except SnnmapError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output file was written", 130)
+    except MemoryError:
+        _fail("out of memory")
+    except Exception as e:  # noqa: BLE001 - an internal error, not the user's
+        _fail(f"internal error ({type(e).__name__}: {e}); please report it with the command you ran", 1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="snnmap")
+def cli() -> None:
+    """Compile quantized CNNs into lossless scatter-and-gather spiking networks for crossbar chips.
+
+    \b
+    Example:
+      snnmap compile examples/lenet_mnist/lenet_k1_B2.snnm -o lenet.snnimg
+      snnmap simulate lenet.snnimg --input examples/lenet_mnist/test_images.npz --json
+      snnmap report lenet.snnimg
+    """
+
+
+def _shape(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h < 1 or w < 1:
+            raise ValueError
+    except ValueError:
+        raise SnnmapError(f"--input-shape {text!r} is not HxW with positive integers, e.g. 28x28") from None
+    return h, w
+
+
+@cli.command("import-tl")
+@click.argument("params", type=click.Path(dir_okay=False))
+@click.option("--arch", required=True, help=f"Layer string, e.g. {LENET_ARCH}.")
+@click.option("--k", "k", type=click.IntRange(0, 8), required=True, help="Quantization level k.")
+@click.option("--B", "B", type=click.IntRange(1, 256), required=True, help="Activation upper bound B.")
+@click.option("--input-scale", required=True, help="Pixel scale, e.g. 1/256.")
+@click.option("--input-shape", default=None, help="HxW of the input (default: smallest square that fits).")
+@click.option("--name", default=None, help="Model name stored in the file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
+    """Import a TensorLayer parameter dump (the scatter-and-gather authors' format).
+
+    \b
+    Example:
+      snnmap import-tl model_mnist.npz --arch 16C5p2-16C5-16C2s2-32C5-32C2s2-256C4-10 \\
+          --k 1 --B 2 --input-scale 1/256 -o lenet.snnm
+    """
+    from snnmap.importers.tl import import_tl, parse_scale
+    from snnmap.modelfile import save_model
+
+    model = import_tl(params, arch, k, B, parse_scale(input_scale), _shape(input_shape), name=name)
+    save_model(model, output)
+    shapes = " -> ".join("x".join(map(str, s)) for s in [model.input_shape, *model.shapes()])
+    click.echo(f"imported {model.name}: k={k} B={B} N={model.replicas}, {len(model.layers)} on-chip layers, "
+               f"{shapes} -> {model.classifier.classes} classes; wrote {output}")
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
+@click.option("--chip", default="sg64", show_default=True, help="Chip preset name or a TOML file.")
+@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
+def compile_cmd(model, output, chip, quiet, as_json):
+    """Compile a model file into a binary configuration image.
+
+    \b
+    Example:
+      snnmap compile examples/lenet_mnist/lenet_k1_B2.snnm -o lenet.snnimg --chip sg64
+    """
+    from snnmap.chip.spec import load_chip
+    from snnmap.image.format import write_image
+    from snnmap.modelfile import load_model
+    from snnmap.pipeline import compile_model
+    from snnmap.report import format_table
+
+    spec = load_chip(chip)
+    result = compile_model(load_model(model), spec)
+    write_image(result.image, output)
+    img = result.image
+    chips = result.placement.chips
+    summary = {"image": output, "chip": spec.name, "chips": chips, "cores": len(img.cores),
+               "cores_available": chips * spec.cores_per_chip, "layers": result.layer_table(),
+               "timings_s": result.timings}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        click.echo(format_table(summary["layers"], [
+            ("layer", "layer", ""), ("tile_shape", "tile", ""), ("tiles", "cores", "d"),
+            ("neurons", "neurons", "d"), ("axons", "axons", "d"), ("synapses", "synapses", "d"),
+            ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%")]))
+        board = f"a board of {chips} {spec.name} chips in a row" if chips > 1 else f"one {spec.name} chip"
+        click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.cores_per_chip} cores available); "
+                   f"{img.ticks} ticks per image")
+        click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+        click.echo(f"wrote {output}")
+
+
+@cli.command("simulate")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--input", "inputs", required=True, type=click.Path(dir_okay=False),
+              help="npz with x (N,H,W[,C]) and optional y labels.")
+@click.option("--output", default=None, type=click.Path(dir_okay=False),
+              help="npz to write: pred (N,) int64, logits (N, classes) float64.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1 << 20),
+              help="Images simulated at once.")
+def simulate_cmd(image, inputs, output, as_json, batch):
+    """Run a configuration image on a batch of inputs, bit-exactly.
+
+    \b
+    Example:
+      snnmap simulate lenet.snnimg --input examples/lenet_mnist/test_images.npz --json
+    """
+    import io
+
+    import numpy as np
+
+    from snnmap.image.format import read_image
+    from snnmap.io.atomic import write_bytes_atomic
+    from snnmap.io.inputs import load_inputs
+    from snnmap.sim.simulator import Simulator
+
+    img = read_image(image)
+    x, y = load_inputs(inputs, img.input_shape)
+    out = Simulator(img).run(x, batch=batch)
+    n = len(x)
+    res = {"images": n,
+           "spikes_per_image": float(out["spikes"].mean()) if n else 0.0,
+           "sops_per_image": float(out["sops"].mean()) if n else 0.0,
+           "spikes_per_layer_per_image": {lay["name"]: float(out["layer_spikes"][i].mean()) if n else 0.0
+                                          for i, lay in enumerate(img.layers)},
+           "ticks": img.ticks, "cores": len(img.cores)}
+    if y is not None:
+        res["accuracy"] = float((out["pred"] == y).mean()) if n else None
+        res["correct"] = int((out["pred"] == y).sum())
+    if output:
+        buf = io.BytesIO()
+        np.savez(buf, pred=out["pred"].astype(np.int64), logits=out["logits"].astype(np.float64))
+        write_bytes_atomic(output, buf.getvalue())
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        acc = f", accuracy {res['accuracy']:.4f} ({res['correct']}/{n})" if y is not None and n else ""
+        click.echo(f"{n} images{acc}; {res['spikes_per_image']:.1f} spikes and "
+                   f"{res['sops_per_image']:.0f} synaptic operations per image")
+
+
+@cli.command("report")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--cores", is_flag=True, help="One row per core as well.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report_cmd(image, cores, as_json):
+    """Core utilization of an image: per layer, and per core with --cores.
+
+    \b
+    Example:
+      snnmap report lenet.snnimg --cores
+    """
+    from snnmap.image.format import read_image
+    from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, summary
+
+    s = summary(read_image(image))
+    if as_json:
+        if not cores:
+            s.pop("per_core")
+        click.echo(json.dumps(s, indent=2))
+        return
+    click.echo(f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s); "
+               f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses; {s['ticks']} ticks")
+    click.echo(format_table(s["layers"], LAYER_COLUMNS))
+    if cores:
+        click.echo()
+        click.echo(format_table(s["per_core"], CORE_COLUMNS))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Writer and validating reader of the configuration image (.snnimg); byte layout in docs/image-format.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from snnmap.chip import address
+from snnmap.chip.spec import ChipSpec
+from snnmap.errors import SnnmapError
+from snnmap.io.arrays import pack_arrays, unpack_arrays
+from snnmap.io.atomic import write_bytes_atomic
+from snnmap.io.container import pack_container, parse_container, read_container
+
+MAGIC = b"SNNMAPIM"
+VERSION = 1
+_ENC_BN = ("beta", "gamma", "mean", "var")
+
+
+@dataclass
+class CoreImage:
+    coord: tuple[int, int, int, int]  # chip_x, chip_y, core_x, core_y
+    tick: int
+    layer: int
+    tile: int
+    axon_sign: np.ndarray  # int8 (A,)
+    thresholds: np.ndarray  # int32 (Nn,)
+    crossbar: np.ndarray  # bool (A, Nn)
+    dest_ptr: np.ndarray  # uint32 (Nn + 1,)
+    dest: np.ndarray  # uint32
+
+    @property
+    def axons(self) -> int:
+        return int(self.axon_sign.shape[0])
+
+    @property
+    def neurons(self) -> int:
+        return int(self.thresholds.shape[0])
+
+
+@dataclass
+class ChipImage:
+    spec: ChipSpec
+    k: int
+    B: int
+    input_shape: tuple[int, int, int]
+    input_scale: float
+    ticks: int
+    layers: list[dict]  # {"name", "tick", "shape"}
+    encoder: dict  # weights, stride, padding, eps, beta, gamma, mean, var
+    classifier_w: np.ndarray
+    classifier_b: np.ndarray
+    host_ptr: np.ndarray
+    host_dest: np.ndarray
+    cores: list[CoreImage]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def replicas(self) -> int:
+        return (1 << self.k) * self.B
+
+
+def image_to_bytes(img: ChipImage) -> bytes:
+    enc = img.encoder
+    meta = {"format": "snnmap-image", "version": VERSION, "chip": img.spec.to_dict(), "k": img.k,
+            "B": img.B, "input_shape": list(img.input_shape), "input_scale": img.input_scale,
+            "ticks": img.ticks, "layers": img.layers,
+            "encoder": {"stride": enc["stride"], "padding": enc["padding"], "eps": enc["eps"]},
+            "info": img.info}
+    host = {"enc.weights": enc["weights"].astype(np.float64),
+            **{f"enc.{p}": enc[p].astype(np.float64) for p in _ENC_BN},
+            "clf.weights": img.classifier_w.astype(np.float64),
+            "clf.bias": img.classifier_b.astype(np.float64),
+            "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint32)}
+    sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
+    for c in img.cores:
+        hdr = np.array([*c.coord, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
+        sections.append((b"CORE", pack_arrays({
+            "hdr": hdr,
+            "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
+            "thr": c.thresholds.astype(np.int32),
+            "xbar": np.packbits(c.crossbar.ravel(), bitorder="little"),
+            "dptr": c.dest_ptr.astype(np.uint32),
+            "dest": c.dest.astype(np.uint32),
+        })))
+    return pack_container(MAGIC, VERSION, sections)
+
+
+def write_image(img: ChipImage, path: str | Path) -> None:
+    write_bytes_atomic(path, image_to_bytes(img))
+
+
+def read_image(path: str | Path) -> ChipImage:
+    _, sections = read_container(path, MAGIC, {VERSION}, "snnmap image")
+    return _from_sections(sections, str(path))
+
+
+def parse_image(data: bytes, where: str = "<image>") -> ChipImage:
+    _, sections = parse_container(data, MAGIC, {VERSION}, "snnmap image", where)
+    return _from_sections(sections, where)
+
+
+def _bad(msg: str, where: str) -> SnnmapError:
+    return SnnmapError(msg, where=where)
+
+
+def _get(d: dict, key: str, typ, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise _bad(f"lacks field {key!r}", where)
+    v = d[key]
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        raise _bad(f"field {key!r} is {v!r}, expected {typ.__name__}", where)
+    return v
+
+
+def _arr(arrays: dict, name: str, dtype, ndim: int, where: str) -> np.ndarray:
+    if name not in arrays:
+        raise _bad(f"array {name!r} is missing", where)
+    a = arrays[name]
+    if a.dtype != np.dtype(dtype) or a.ndim != ndim:
+        raise _bad(f"array {name!r} is {a.dtype} with {a.ndim} dims, expected {np.dtype(dtype)} with {ndim}",
+                   where)
+    return a
+
+
+def _from_sections(sections, where: str) -> ChipImage:
+    tags = [t for t, _ in sections]
+    if tags[:2] != ["META", "HOST"] or any(t != "CORE" for t in tags[2:]):
+        raise _bad(f"sections must be META, HOST, then CORE...; found {tags[:4]}...", where)
+    try:
+        meta = json.loads(sections[0][1].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(f"META section is not valid JSON: {e}", where) from None
+    mw = f"{where}, META"
+    if _get(meta, "format", str, mw) != "snnmap-image":
+        raise _bad("format is not 'snnmap-image'", mw)
+    spec = ChipSpec.from_dict(_get(meta, "chip", dict, mw), f"{mw}.chip")
+    k, B = _get(meta, "k", int, mw), _get(meta, "B", int, mw)
+    if not (0 <= k <= 8 and 1 <= B <= 256):
+        raise _bad(f"k={k}, B={B} out of range", mw)
+    n_rep = (1 << k) * B
+    shape = _get(meta, "input_shape", list, mw)
+    if len(shape) != 3 or not all(isinstance(s, int) and 0 < s < 1 << 16 for s in shape):
+        raise _bad(f"input_shape {shape!r} is not three positive integers", mw)
+    scale = _get(meta, "input_scale", float, mw)
+    ticks = _get(meta, "ticks", int, mw)
+    layers = _get(meta, "layers", list, mw)
+    if not 1 <= ticks <= 1 << 15 or len(layers) != ticks:
+        raise _bad(f"ticks={ticks} must equal the number of layers ({len(layers)})", mw)
+    for i, lay in enumerate(layers):
+        lw = f"{mw}.layers[{i}]"
+        _get(lay, "name", str, lw)
+        if _get(lay, "tick", int, lw) != i + 1:
+            raise _bad(f"tick {lay['tick']} should be {i + 1}", lw)
+    enc_meta = _get(meta, "encoder", dict, mw)
+    stride, pad = _get(enc_meta, "stride", int, mw), _get(enc_meta, "padding", int, mw)
+    eps = _get(enc_meta, "eps", float, mw)
+    info = meta.get("info", {}) if isinstance(meta.get("info", {}), dict) else {}
+
+    hw = f"{where}, HOST"
+    host = unpack_arrays(sections[1][1], hw)
+    ew = _arr(host, "enc.weights", np.float64, 4, hw)
+    if ew.shape[2] != shape[2] or stride < 1 or not 0 <= pad < min(ew.shape[:2]):
+        raise _bad(f"encoder kernel {ew.shape} / stride {stride} / padding {pad} do not fit input {shape}",
+                   hw)
+    c_enc = ew.shape[3]
+    enc = {"weights": ew, "stride": stride, "padding": pad, "eps": eps}
+    for p in _ENC_BN:
+        enc[p] = _arr(host, f"enc.{p}", np.float64, 1, hw)
+        if enc[p].shape != (c_enc,):
+            raise _bad(f"enc.{p} has shape {enc[p].shape}, expected ({c_enc},)", hw)
+    if not (enc["var"] + eps > 0).all():
+        raise _bad("encoder batch norm var + eps is not positive", hw)
+    oh = (shape[0] + 2 * pad - ew.shape[0]) // stride + 1
+    ow = (shape[1] + 2 * pad - ew.shape[1]) // stride + 1
+    if oh < 1 or ow < 1:
+        raise _bad("encoder output would be empty", hw)
+    n_enc = oh * ow * c_enc
+    cw = _arr(host, "clf.weights", np.float64, 2, hw)
+    cb = _arr(host, "clf.bias", np.float64, 1, hw)
+    if cb.shape != (cw.shape[1],):
+        raise _bad(f"classifier bias {cb.shape} does not match weights {cw.shape}", hw)
+    for name, a in (("enc.weights", ew), ("clf.weights", cw), ("clf.bias", cb),
+                    *((f"enc.{p}", enc[p]) for p in _ENC_BN)):
+        if not np.isfinite(a).all():
+            raise _bad(f"array {name!r} holds a non-finite value", hw)
+    host_ptr = _arr(host, "host.ptr", np.uint32, 1, hw)
+    host_dest = _arr(host, "host.dest", np.uint32, 1, hw)
+    _check_csr(host_ptr, host_dest, n_enc, spec.max_destinations, hw)
+
+    cores: list[CoreImage] = []
+    by_coord: dict[tuple, int] = {}
+    lo, hi = spec.threshold_range
+    for ci, (_, payload) in enumerate(sections[2:]):
+        cw_ = f"{where}, CORE #{ci}"
+        a = unpack_arrays(payload, cw_)
+        hdr = _arr(a, "hdr", np.int64, 1, cw_)
+        if hdr.shape != (9,):
+            raise _bad(f"header has {hdr.shape[0]} fields, expected 9", cw_)
+        chip_x, chip_y, core_x, core_y, tick, layer, tile, n_ax, n_nr = (int(v) for v in hdr)
+        coord = (chip_x, chip_y, core_x, core_y)
+        cw_ = f"{where}, CORE #{ci} at chip ({chip_x},{chip_y}) core ({core_x},{core_y})"
+        if not (0 <= chip_x < 1 << spec.chip_x_bits and 0 <= chip_y < 1 << spec.chip_y_bits
+                and 0 <= core_x < spec.mesh_w and 0 <= core_y < spec.mesh_h):
+            raise _bad("coordinates outside the board", cw_)
+        if coord in by_coord:
+            raise _bad(f"same core as CORE #{by_coord[coord]}", cw_)
+        if not 1 <= tick <= ticks or layer != tick - 1:
+            raise _bad(f"tick {tick} / layer {layer} inconsistent (ticks 1..{ticks})", cw_)
+        if not (0 <= n_ax <= spec.axons_per_core and 0 <= n_nr <= spec.neurons_per_core):
+            raise _bad(f"{n_ax} axons / {n_nr} neurons exceed the core's {spec.axons_per_core} / "
+                       f"{spec.neurons_per_core}", cw_)
+        neg = _arr(a, "axon_neg", np.uint8, 1, cw_)
+        xbar = _arr(a, "xbar", np.uint8, 1, cw_)
+        thr = _arr(a, "thr", np.int32, 1, cw_)
+        if neg.shape[0] != (n_ax + 7) // 8 or xbar.shape[0] != (n_ax * n_nr + 7) // 8 or thr.shape[0] != n_nr:
+            raise _bad("array sizes do not match the header's axon and neuron counts", cw_)
+        if ((thr < lo) | (thr > hi)).any():
+            raise _bad(f"a threshold is outside {lo}..{hi}", cw_)
+        dptr = _arr(a, "dptr", np.uint32, 1, cw_)
+        dest = _arr(a, "dest", np.uint32, 1, cw_)
+        _check_csr(dptr, dest, n_nr, spec.max_destinations, cw_)
+        if set(a) != {"hdr", "axon_neg", "xbar", "thr", "dptr", "dest"}:
+            raise _bad(f"unexpected arrays {sorted(set(a))}", cw_)
+        sign = np.where(np.unpackbits(neg, count=n_ax, bitorder="little").astype(bool), -1, 1).astype(np.int8)
+        cross = np.unpackbits(xbar, count=n_ax * n_nr, bitorder="little").astype(bool).reshape(n_ax, n_nr)
+        by_coord[coord] = ci
+        cores.append(CoreImage(coord, tick, layer, tile, sign, thr, cross, dptr, dest))
+
+    features = cw.shape[0]
+    _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
+    for ci, c in enumerate(cores):
+        _check_destinations(spec, c.dest, c.tick, cores, by_coord, ticks, features, f"{where}, CORE #{ci}")
+    return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
+                     cores, info)
+
+
+def _check_csr(ptr: np.ndarray, dest: np.ndarray, n: int, max_dest: int, where: str) -> None:
+    if ptr.shape != (n + 1,) or int(ptr[0]) != 0 or int(ptr[-1]) != dest.shape[0]:
+        raise _bad(f"destination table shape {ptr.shape} / {dest.shape} does not fit {n} sources", where)
+    d = np.diff(ptr.astype(np.int64))
+    if (d < 0).any():
+        raise _bad("destination table pointers decrease", where)
+    if n and int(d.max()) > max_dest:
+        raise _bad(f"a source has {int(d.max())} destinations, over max_destinations={max_dest}", where)
+
+
+def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, where) -> None:
+    if words.size == 0:
+        return
+    is_host, cx, cy, x, y, low = address.decode(spec, words)
+    if tick == ticks:
+        if not is_host.all():
+            raise _bad("a neuron of the last layer sends to a core instead of the host", where)
+        if (low >= features).any():
+            raise _bad(f"a readout index is >= the classifier's {features} features", where)
+        return
+    if is_host.any():
+        raise _bad(f"a neuron at tick {tick} sends to the host before the last tick", where)
+    core_key = (words >> np.uint32(spec.axon_bits)).astype(np.int64)
+    uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
+    limit = np.zeros(len(uniq), dtype=np.int64)
+    for u, f in enumerate(first):
+        key = (int(cx[f]), int(cy[f]), int(x[f]), int(y[f]))
+        ci = by_coord.get(key)
+        if ci is None:
+            raise _bad(f"a destination names core {key}, which the image does not configure", where)
+        if cores[ci].tick != tick + 1:
+            raise _bad(f"a destination core {key} runs at tick {cores[ci].tick}, not {tick + 1}", where)
+        limit[u] = cores[ci].axons
+    if (low >= limit[inv]).any():
+        raise _bad("a destination axon is beyond its core's configured axons", where)

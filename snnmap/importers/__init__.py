@@ -1,0 +1,1 @@
+"""Readers for model formats made elsewhere."""

@@ -1,0 +1,1 @@
+"""Compiler passes, one module each, plain functions with explicit inputs and outputs."""

@@ -1,0 +1,89 @@
+"""Design rules, each a small named check; a failure names the layer, the tile, the limit and the value."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from snnmap.chip.spec import ChipSpec
+from snnmap.errors import DesignRuleError
+from snnmap.ir import chip_layers, source_of
+from snnmap.passes.tiling import Tiling
+
+
+def check_fan_in(g: nx.DiGraph, spec: ChipSpec) -> None:
+    """One neuron's inputs must fit a core's axons (each nonzero weight needs one signed axon)."""
+    for name in chip_layers(g):
+        proj = g.edges[source_of(g, name), name]["proj"]
+        need = np.count_nonzero(proj.weights, axis=(0, 1, 2))
+        c = int(np.argmax(need))
+        if need[c] > spec.axons_per_core:
+            raise DesignRuleError(
+                f"layer {name!r}, channel {c}: one neuron needs {int(need[c])} axons, over the "
+                f"limit axons_per_core={spec.axons_per_core} (this chip has no fan-in extension)")
+
+
+def check_replicas(g: nx.DiGraph, spec: ChipSpec) -> None:
+    for name in chip_layers(g):
+        n = g.nodes[name]["pop"].replicas
+        if n > spec.neurons_per_core:
+            raise DesignRuleError(f"layer {name!r}: {n} replicas per neuron exceed the limit "
+                                  f"neurons_per_core={spec.neurons_per_core}")
+
+
+def check_thresholds(g: nx.DiGraph, spec: ChipSpec) -> None:
+    lo, hi = spec.threshold_range
+    for name in chip_layers(g):
+        thr = g.nodes[name]["pop"].thresholds
+        bad = (thr < lo) | (thr > hi)
+        if bad.any():
+            c, r = (int(i) for i in np.argwhere(bad)[0])
+            raise DesignRuleError(f"layer {name!r}, channel {c}, replica {r}: threshold {thr[c, r]} is "
+                                  f"outside the limit threshold_bits={spec.threshold_bits} "
+                                  f"({lo}..{hi})")
+
+
+def check_tiles(tiling: Tiling, spec: ChipSpec) -> None:
+    for name, tiles in tiling.layers.items():
+        for t in tiles:
+            if t.axons > spec.axons_per_core:
+                raise DesignRuleError(f"layer {name!r}, tile {t.index}: {t.axons} axons over the limit "
+                                      f"axons_per_core={spec.axons_per_core}")
+            if t.neurons > spec.neurons_per_core:
+                raise DesignRuleError(f"layer {name!r}, tile {t.index}: {t.neurons} neurons over the "
+                                      f"limit neurons_per_core={spec.neurons_per_core}")
+
+
+def check_fan_out(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
+    """Each source neuron sends one packet per (tile, sign) that uses it."""
+    for name in chip_layers(g):
+        src = source_of(g, name)
+        pop = g.nodes[src]["pop"]
+        counts = np.zeros(pop.size, dtype=np.int64)
+        for t in tiling.layers[name]:
+            counts += np.bincount(t.axon_src, minlength=pop.size)
+        j = int(np.argmax(counts)) if counts.size else 0
+        if counts.size and counts[j] > spec.max_destinations:
+            H, W, C = pop.shape
+            raise DesignRuleError(
+                f"layer {src!r}, neuron (h={j // (W * C)}, w={j // C % W}, c={j % C}): {int(counts[j])} "
+                f"destinations in layer {name!r} over the limit max_destinations={spec.max_destinations}")
+
+
+def check_board(n_tiles: int, spec: ChipSpec) -> None:
+    chips = -(-n_tiles // spec.cores_per_chip)
+    if chips > spec.max_chips:
+        raise DesignRuleError(f"network: {n_tiles} tiles need {chips} chips, over the limit of "
+                              f"{spec.max_chips} chips in a row (chip_x_bits={spec.chip_x_bits})")
+
+
+def check_before_tiling(g: nx.DiGraph, spec: ChipSpec) -> None:
+    check_replicas(g, spec)
+    check_fan_in(g, spec)
+    check_thresholds(g, spec)
+
+
+def check_before_placement(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
+    check_tiles(tiling, spec)
+    check_fan_out(g, tiling, spec)
+    check_board(sum(len(t) for t in tiling.layers.values()), spec)

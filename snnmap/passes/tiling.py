@@ -1,0 +1,163 @@
+"""Cut every on-chip population into crossbar tiles (what one core holds).
+
+A tile is a block of output rows x cols x a channel group, all N replicas kept together (they
+share their inputs' axons). Its axons are the union of its neurons' receptive fields, one per
+sign actually used: an input whose weights into the tile are all +1 needs one axon, mixed signs
+two, all zero none. The shape is chosen per layer: fewest tiles, then fewest axons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from snnmap.chip.spec import ChipSpec
+from snnmap.errors import DesignRuleError
+from snnmap.ir import Population, Projection, chip_layers, source_of
+
+
+@dataclass(frozen=True)
+class TileShape:
+    th: int
+    tw: int
+    cg: int
+
+
+@dataclass
+class Tile:
+    layer: str
+    index: int
+    region: tuple[int, int, int, int, int, int]  # y0, y1, x0, x1, c0, c1 (half-open)
+    axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population
+    axon_sign: np.ndarray  # int8 (A,): +1 / -1
+    crossbar: np.ndarray  # bool (A, Nn)
+    neuron_src: np.ndarray  # int64 (Nn,): flat index of the ANN neuron in this population
+    thresholds: np.ndarray  # int64 (Nn,)
+
+    @property
+    def axons(self) -> int:
+        return int(self.axon_src.shape[0])
+
+    @property
+    def neurons(self) -> int:
+        return int(self.neuron_src.shape[0])
+
+    @property
+    def synapses(self) -> int:
+        return int(self.crossbar.sum())
+
+
+@dataclass
+class Tiling:
+    layers: dict[str, list[Tile]]
+    shapes: dict[str, TileShape]
+
+    def all_tiles(self, order: list[str]) -> list[Tile]:
+        return [t for name in order for t in self.layers[name]]
+
+
+def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
+               region: tuple[int, int, int, int, int, int]) -> Tile:
+    y0, y1, x0, x1, c0, c1 = region
+    H, W, C = src.shape
+    oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
+    oy, ox = oy.ravel(), ox.ravel()
+    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
+    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
+    iy = oy[:, None] * proj.stride - proj.padding + ky[None, :]
+    ix = ox[:, None] * proj.stride - proj.padding + kx[None, :]
+    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+    src_flat = (iy * W + ix) * C + ci[None, :]
+    w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
+    live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
+    p_idx, k_idx, c_idx = np.nonzero(live)
+    wv = w[k_idx, c_idx]
+    key = src_flat[p_idx, k_idx] * 2 + (wv < 0)
+    keys, axon_of = np.unique(key, return_inverse=True)
+    n = pop.replicas
+    cg = c1 - c0
+    n_neurons = len(oy) * cg * n
+    crossbar = np.zeros((len(keys), n_neurons), dtype=bool)
+    col = (p_idx * cg + c_idx) * n
+    for r in range(n):
+        crossbar[axon_of, col + r] = True
+    OW, OC = pop.shape[1], pop.shape[2]
+    ann = ((oy[:, None] * OW + ox[:, None]) * OC + np.arange(c0, c1)[None, :]).ravel()
+    chans = np.tile(np.arange(c0, c1), len(oy))
+    return Tile(layer=layer, index=index, region=region, axon_src=keys // 2,
+                axon_sign=np.where(keys % 2 == 1, -1, 1).astype(np.int8), crossbar=crossbar,
+                neuron_src=np.repeat(ann, n), thresholds=pop.thresholds[chans].ravel())
+
+
+def _interior_axons(proj: Projection, src_c: int, shape: TileShape, c0: int) -> int:
+    """Exact axon need of a full-size tile away from the borders: the most any tile of it needs."""
+    w = proj.weights[:, :, :, c0:c0 + shape.cg]
+    s = proj.stride
+    ph, pw = (shape.th - 1) * s + proj.kh, (shape.tw - 1) * s + proj.kw
+    total = 0
+    for mask in (np.any(w > 0, axis=3), np.any(w < 0, axis=3)):
+        rows = np.zeros((ph, proj.kw, src_c), dtype=bool)
+        for dy in range(shape.th):
+            rows[dy * s:dy * s + proj.kh] |= mask
+        patch = np.zeros((ph, pw, src_c), dtype=bool)
+        for dx in range(shape.tw):
+            patch[:, dx * s:dx * s + proj.kw] |= rows
+        total += int(patch.sum())
+    return total
+
+
+def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec) -> TileShape:
+    OH, OW, OC = pop.shape
+    n = pop.replicas
+    per_core = spec.neurons_per_core // n
+    if per_core < 1:
+        raise DesignRuleError(f"layer {pop.name!r}: one neuron's {n} replicas exceed the core's "
+                              f"{spec.neurons_per_core} neurons (limit neurons_per_core)")
+    best = None
+    groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
+    for cg in groups:
+        if cg > per_core:
+            continue
+        n_groups = -(-OC // cg)
+        for th in range(1, OH + 1):
+            if th * cg > per_core:
+                break
+            for tw in range(1, OW + 1):
+                if th * tw * cg > per_core:
+                    break
+                tiles = -(-OH // th) * -(-OW // tw) * n_groups
+                if best is not None and tiles > best[0]:
+                    continue
+                shape = TileShape(th, tw, cg)
+                need = max(_interior_axons(proj, src.shape[2], shape, g * cg) for g in range(n_groups))
+                if need > spec.axons_per_core:
+                    break  # wider tiles only need more
+                cand = (tiles, need, -th * tw, shape)
+                if best is None or cand[:3] < best[:3]:
+                    best = cand
+    if best is None:
+        raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits (even one neuron with its "
+                              f"replicas exceeds axons_per_core={spec.axons_per_core})")
+    return best[3]
+
+
+def tile_network(g: nx.DiGraph, spec: ChipSpec) -> Tiling:
+    layers, shapes = {}, {}
+    for name in chip_layers(g):
+        pop: Population = g.nodes[name]["pop"]
+        src_name = source_of(g, name)
+        src: Population = g.nodes[src_name]["pop"]
+        proj: Projection = g.edges[src_name, name]["proj"]
+        shape = choose_shape(pop, src, proj, spec)
+        OH, OW, OC = pop.shape
+        tiles = []
+        for c0 in range(0, OC, shape.cg):
+            for y0 in range(0, OH, shape.th):
+                for x0 in range(0, OW, shape.tw):
+                    region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
+                              c0, min(c0 + shape.cg, OC))
+                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region))
+        layers[name], shapes[name] = tiles, shape
+    return Tiling(layers, shapes)

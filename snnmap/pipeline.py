@@ -1,0 +1,92 @@
+"""The whole compiler in one function: each pass a plain function, timed and reported."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snnmap.chip.spec import ChipSpec
+from snnmap.convert import convert
+from snnmap.image.format import ChipImage, CoreImage
+from snnmap.ir import chip_layers
+from snnmap.model import QuantModel
+from snnmap.passes import drc
+from snnmap.passes.place import Placement, place_sequential
+from snnmap.passes.route import Routes, route
+from snnmap.passes.tiling import Tiling, tile_network
+
+
+@dataclass
+class CompileResult:
+    image: ChipImage
+    tiling: Tiling
+    placement: Placement
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def layer_table(self) -> list[dict]:
+        spec = self.image.spec
+        rows = []
+        for name, tiles in self.tiling.layers.items():
+            sh = self.tiling.shapes[name]
+            rows.append({
+                "layer": name, "tile_shape": f"{sh.th}x{sh.tw}x{sh.cg}", "tiles": len(tiles),
+                "neurons": sum(t.neurons for t in tiles), "axons": sum(t.axons for t in tiles),
+                "synapses": sum(t.synapses for t in tiles),
+                "neuron_util": sum(t.neurons for t in tiles) / (len(tiles) * spec.neurons_per_core),
+                "axon_util": sum(t.axons for t in tiles) / (len(tiles) * spec.axons_per_core),
+            })
+        return rows
+
+
+@contextmanager
+def _timer(timings: dict, name: str):
+    t0 = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - t0
+
+
+def compile_model(model: QuantModel, spec: ChipSpec) -> CompileResult:
+    timings: dict[str, float] = {}
+    with _timer(timings, "convert"):
+        g = convert(model)
+    with _timer(timings, "drc (layers)"):
+        drc.check_before_tiling(g, spec)
+    with _timer(timings, "tile"):
+        tiling = tile_network(g, spec)
+    with _timer(timings, "drc (tiles)"):
+        drc.check_before_placement(g, tiling, spec)
+    order = chip_layers(g)
+    tiles = tiling.all_tiles(order)
+    with _timer(timings, "place"):
+        placement = place_sequential(tiles, spec)
+    with _timer(timings, "route"):
+        routes = route(g, tiling, placement, spec)
+    with _timer(timings, "assemble image"):
+        image = assemble(model, g, order, tiling, placement, routes, spec)
+    return CompileResult(image, tiling, placement, timings)
+
+
+def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: Placement,
+             routes: Routes, spec: ChipSpec) -> ChipImage:
+    tiles = tiling.all_tiles(order)
+    depth = {name: i + 1 for i, name in enumerate(order)}
+    cores = [CoreImage(coord=tuple(int(v) for v in placement.coords[i]), tick=depth[t.layer],
+                       layer=depth[t.layer] - 1, tile=t.index, axon_sign=t.axon_sign,
+                       thresholds=t.thresholds.astype(np.int32), crossbar=t.crossbar,
+                       dest_ptr=routes.tile_ptr[i], dest=routes.tile_dest[i])
+             for i, t in enumerate(tiles)]
+    enc = model.encoder
+    layers = [{"name": n, "tick": depth[n], "shape": list(g.nodes[n]["pop"].shape),
+               "tiles": len(tiling.layers[n])} for n in order]
+    return ChipImage(
+        spec=spec, k=model.k, B=model.B, input_shape=model.input_shape, input_scale=model.input_scale,
+        ticks=len(order), layers=layers,
+        encoder={"weights": enc.weights.astype(np.float64), "stride": enc.stride, "padding": enc.padding,
+                 "eps": enc.bn.eps, "beta": enc.bn.beta, "gamma": enc.bn.gamma, "mean": enc.bn.mean,
+                 "var": enc.bn.var},
+        classifier_w=model.classifier.weights, classifier_b=model.classifier.bias,
+        host_ptr=routes.host_ptr, host_dest=routes.host_dest, cores=cores,
+        info={"model": model.name, "chips": placement.chips, "cores": len(tiles)})

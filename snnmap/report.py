@@ -1,0 +1,69 @@
+"""Core-utilization reports computed from the image alone."""
+
+from __future__ import annotations
+
+from snnmap.image.format import ChipImage
+
+
+def core_rows(img: ChipImage) -> list[dict]:
+    spec = img.spec
+    rows = []
+    for c in img.cores:
+        syn = int(c.crossbar.sum())
+        rows.append({
+            "chip": [c.coord[0], c.coord[1]], "core": [c.coord[2], c.coord[3]],
+            "layer": img.layers[c.layer]["name"], "tile": c.tile, "tick": c.tick,
+            "axons": c.axons, "neurons": c.neurons, "synapses": syn,
+            "destinations": int(len(c.dest)),
+            "axon_util": c.axons / spec.axons_per_core,
+            "neuron_util": c.neurons / spec.neurons_per_core,
+            "synapse_util": syn / (spec.axons_per_core * spec.neurons_per_core),
+        })
+    return rows
+
+
+def layer_rows(img: ChipImage, cores: list[dict] | None = None) -> list[dict]:
+    cores = cores if cores is not None else core_rows(img)
+    spec = img.spec
+    out = []
+    for lay in img.layers:
+        mine = [r for r in cores if r["layer"] == lay["name"]]
+        n = len(mine)
+        out.append({
+            "layer": lay["name"], "tick": lay["tick"], "shape": lay["shape"], "cores": n,
+            "axons": sum(r["axons"] for r in mine), "neurons": sum(r["neurons"] for r in mine),
+            "synapses": sum(r["synapses"] for r in mine),
+            "axon_util": sum(r["axons"] for r in mine) / (n * spec.axons_per_core) if n else 0.0,
+            "neuron_util": sum(r["neurons"] for r in mine) / (n * spec.neurons_per_core) if n else 0.0,
+        })
+    return out
+
+
+def summary(img: ChipImage) -> dict:
+    cores = core_rows(img)
+    chips = sorted({tuple(r["chip"]) for r in cores})
+    return {"chip": img.spec.name, "chips": len(chips), "cores": len(cores),
+            "cores_available": len(chips) * img.spec.cores_per_chip,
+            "neurons": sum(r["neurons"] for r in cores), "axons": sum(r["axons"] for r in cores),
+            "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks,
+            "layers": layer_rows(img, cores), "per_core": cores}
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format spec)."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        cells.append([format(r[k], f) if f else str(r[k]) for k, _, f in columns])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+LAYER_COLUMNS = [("layer", "layer", ""), ("cores", "cores", "d"), ("neurons", "neurons", "d"),
+                 ("axons", "axons", "d"), ("synapses", "synapses", "d"),
+                 ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%")]
+CORE_COLUMNS = [("chip", "chip", ""), ("core", "core", ""), ("layer", "layer", ""), ("tile", "tile", "d"),
+                ("axons", "axons", "d"), ("neurons", "neurons", "d"), ("synapses", "synapses", "d"),
+                ("synapse_util", "synapse util", ".1%")]
