@@ -83,7 +83,7 @@ class ChipSpec:
             raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh does not fit the core address bits",
                               where=where)
         if self.axons_per_core > 1 << self.axon_bits:
-            raise SnnmapError(f"{self.axons_per_core} axons do not fit {self.axon_bits} address bits",
+            raise SnnmapError(f"axons_per_core={self.axons_per_core} does not fit axon_bits={self.axon_bits}",
                               where=where)
         if not self.axon_accumulates:
             raise SnnmapError("chips whose axons OR spikes together are not supported yet "

@@ -149,8 +149,13 @@ def _interpret(stream: bytes, where: str):
             if not isinstance(obj, _Array) or not isinstance(obj.value, list):
                 raise SnnmapError("pickle does not hold an object array", where=where)
             return obj.value
-        if name == "GLOBAL":
-            module, _, attr = arg.partition(" ")
+        if name in ("GLOBAL", "STACK_GLOBAL"):
+            if name == "GLOBAL":
+                module, _, attr = arg.partition(" ")
+            else:
+                attr, module = pop(), pop()
+                if not isinstance(attr, str) or not isinstance(module, str):
+                    raise SnnmapError(f"pickle STACK_GLOBAL at byte {pos} without names", where=where)
             role = _ALLOWED_GLOBALS.get((module, attr))
             if role is None:
                 raise SnnmapError(f"pickle at byte {pos} imports {module}.{attr}: refused, only numpy "
@@ -169,7 +174,7 @@ def _interpret(stream: bytes, where: str):
         elif name == "MARK":
             stack.append(_MARK)
         elif name in ("BININT", "BININT1", "BININT2", "LONG1", "INT", "BINUNICODE", "SHORT_BINUNICODE",
-                      "UNICODE", "BINBYTES", "SHORT_BINBYTES", "BINFLOAT"):
+                      "UNICODE", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BINUNICODE8", "BINFLOAT"):
             stack.append(arg)
         elif name == "NONE":
             stack.append(None)

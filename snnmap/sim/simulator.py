@@ -123,7 +123,11 @@ class Simulator:
             counts += y >= i + 0.5
         return counts.T.copy()
 
-    def run(self, x: np.ndarray, batch: int = 1000) -> dict:
+    def run(self, x: np.ndarray, batch: int = 1000, record: bool = False) -> dict:
+        """Predictions, logits, spikes and synaptic operations per image.
+
+        With record=True also `core_spikes`: per core, a (neurons, images) uint8 array of spikes.
+        """
         img = self.img
         x = np.asarray(x)
         if x.ndim == 3:
@@ -135,6 +139,7 @@ class Simulator:
         spikes = np.zeros(n)
         sops = np.zeros(n)
         layer_spikes = np.zeros((img.ticks, n))
+        recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
         for s0 in range(0, n, batch):
             xb = x[s0:s0 + batch].astype(np.float64)
             prev = self.encode(xb)
@@ -144,14 +149,20 @@ class Simulator:
                     ev = _gather(self.inbound[t][j], prev)
                     v = self.weights[ci] @ ev
                     outs.append((v >= self.thr[ci]).astype(np.float32))
+                    if record:
+                        recorded[ci].append(outs[-1].astype(np.uint8))
                     sops[s0:s0 + len(xb)] += self.row_syn[ci] @ ev
                 prev = np.concatenate(outs, axis=0)
                 layer_spikes[t - 1, s0:s0 + len(xb)] = prev.sum(axis=0)
             feats = _gather(self.readout, prev).astype(np.float64) / float(1 << img.k)
             logits[s0:s0 + len(xb)] = feats.T @ img.classifier_w + img.classifier_b
             spikes[s0:s0 + len(xb)] = layer_spikes[:, s0:s0 + len(xb)].sum(axis=0)
-        return {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
-                "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes}
+        out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
+               "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes}
+        if record:
+            out["core_spikes"] = [np.concatenate(r, axis=1) if r else np.zeros((c.neurons, 0), np.uint8)
+                                  for r, c in zip(recorded, img.cores)]
+        return out
 
 
 def simulate_image(img: ChipImage, x: np.ndarray, batch: int = 1000) -> dict:

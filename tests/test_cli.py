@@ -1,0 +1,143 @@
+"""The snnmap command as users run it: exit status, one-line errors, no partial outputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snnmap.modelfile import save_model
+
+from conftest import LENET_ARCH, LENET_PARAMS, need_shared
+from test_image import small_model
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "snnmap", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def assert_clean_failure(p, *absent: Path):
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("snnmap: error:"), p.stderr
+    for f in absent:
+        assert not f.exists()
+    return lines[0]
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    save_model(small_model(), tmp_path / "m.snnm")
+    return tmp_path / "m.snnm"
+
+
+def test_compile_simulate_report(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    p = run("compile", model_file, "-o", img)
+    assert p.returncode == 0, p.stderr
+    assert "cores on one sg64 chip" in p.stdout
+    x = np.random.default_rng(0).integers(0, 256, (20, 8, 8)).astype(np.uint8)
+    np.savez(tmp_path / "in.npz", x=x, y=np.zeros(20, np.int64))
+    p = run("simulate", img, "--input", tmp_path / "in.npz", "--json", "--output", tmp_path / "out.npz")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["images"] == 20 and 0 <= res["accuracy"] <= 1
+    assert res["spikes_per_image"] >= 0 and res["sops_per_image"] >= 0
+    with np.load(tmp_path / "out.npz") as f:
+        assert f["pred"].dtype == np.int64 and f["pred"].shape == (20,)
+        assert f["logits"].dtype == np.float64 and f["logits"].shape == (20, 3)
+    p = run("report", img, "--cores")
+    assert p.returncode == 0 and "conv1" in p.stdout and "synapse util" in p.stdout
+    p = run("report", img, "--json")
+    assert json.loads(p.stdout)["cores"] >= 2
+
+
+def test_import_tl_cli(tmp_path):
+    need_shared(LENET_PARAMS)
+    out = tmp_path / "lenet.snnm"
+    p = run("import-tl", LENET_PARAMS, "--arch", LENET_ARCH, "--k", 1, "--B", 2, "--input-scale", "1/256",
+            "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert out.exists() and "28x28x1" in p.stdout
+
+
+def test_bad_arch_is_one_line(tmp_path):
+    need_shared(LENET_PARAMS)
+    out = tmp_path / "m.snnm"
+    line = assert_clean_failure(run("import-tl", LENET_PARAMS, "--arch", "16C5p2-16X5-10", "--k", 1, "--B", 2,
+                                    "--input-scale", "1/256", "-o", out), out)
+    assert "16X5" in line
+
+
+def test_wrong_count_of_arrays(tmp_path):
+    need_shared(LENET_PARAMS)
+    out = tmp_path / "m.snnm"
+    line = assert_clean_failure(run("import-tl", LENET_PARAMS, "--arch", "16C5p2-16C5-10", "--k", 1, "--B", 2,
+                                    "--input-scale", "1/256", "-o", out), out)
+    assert "31 arrays" in line
+
+
+def test_malicious_pickle_cli(tmp_path):
+    import pickle
+
+    from test_safe_npy import _Evil, _npz_with_pickle
+
+    marker = tmp_path / "pwned"
+    _npz_with_pickle(tmp_path / "evil.npz", pickle.dumps([_Evil(marker)], protocol=2))
+    out = tmp_path / "m.snnm"
+    line = assert_clean_failure(run("import-tl", tmp_path / "evil.npz", "--arch", "4C3-4C3-3", "--k", 0, "--B", 1,
+                                    "--input-scale", "1", "-o", out), out, marker)
+    assert "posix.system" in line or "os.system" in line
+
+
+def test_corrupted_image(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    raw = bytearray(img.read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    img.write_bytes(bytes(raw))
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 8, 8), np.uint8))
+    out = tmp_path / "out.npz"
+    line = assert_clean_failure(run("simulate", img, "--input", tmp_path / "in.npz", "--output", out), out)
+    assert "corrupted" in line
+    img.write_bytes(bytes(raw[:100]))
+    assert_clean_failure(run("report", img))
+
+
+def test_wrong_input_shape(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 9, 8), np.uint8))
+    line = assert_clean_failure(run("simulate", img, "--input", tmp_path / "in.npz"))
+    assert "'x' has shape" in line
+
+
+def test_model_breaking_a_chip_limit(tmp_path, model_file):
+    (tmp_path / "small.toml").write_text('base = "sg64"\naxons_per_core = 20\n')
+    out = tmp_path / "m.snnimg"
+    line = assert_clean_failure(run("compile", model_file, "-o", out, "--chip", tmp_path / "small.toml"), out)
+    assert "layer 'conv1'" in line and "axons_per_core=20" in line
+
+
+def test_bad_chip_file(tmp_path, model_file):
+    (tmp_path / "c.toml").write_text('base = "sg64"\nmesh_w = "eight"\n')
+    out = tmp_path / "m.snnimg"
+    line = assert_clean_failure(run("compile", model_file, "-o", out, "--chip", tmp_path / "c.toml"), out)
+    assert "mesh_w" in line and "c.toml" in line
+
+
+def test_unknown_chip_and_missing_model(tmp_path, model_file):
+    assert "unknown chip" in assert_clean_failure(run("compile", model_file, "-o", tmp_path / "o", "--chip", "x"))
+    assert "cannot read" in assert_clean_failure(run("compile", tmp_path / "none.snnm", "-o", tmp_path / "o"))
+
+
+def test_help_shows_examples():
+    p = run("--help")
+    assert p.returncode == 0 and "Example" in p.stdout
+    for cmd in ("import-tl", "compile", "simulate", "report"):
+        p = run(cmd, "--help")
+        assert p.returncode == 0 and "Example" in p.stdout

@@ -1,0 +1,46 @@
+"""Conversion: integer thresholds reproduce the quantized ANN exactly, at every layer."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snnmap.convert import chip_thresholds, convert
+from snnmap.ir import chip_layers
+from snnmap.reference import quantize_counts
+
+from randnet import batchnorm, networks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2), st.integers(1, 4), st.booleans(), st.integers(1, 60), st.data())
+def test_chip_threshold_equals_quantizer_for_every_potential(k, B, exact, vmax, data):
+    bn = data.draw(batchnorm(4, k, exact))
+    thr, sign = chip_thresholds(bn, k, B, np.full(4, vmax))
+    V = np.arange(-vmax, vmax + 1)
+    y = bn.gamma[:, None] * (V[None, :] / 2**k - bn.mean[:, None]) / bn.std()[:, None] + bn.beta[:, None]
+    want = quantize_counts(y, k, B)  # (C, V)
+    got = ((sign[:, None, None] * V[None, :, None]) >= thr[:, None, :]).sum(axis=2)
+    assert np.array_equal(got, want)
+
+
+def test_exact_ties_round_up():
+    """theta lands exactly on an integer: V == theta fires (gamma > 0) and so does V == theta (gamma < 0)."""
+    from snnmap.model import BatchNorm
+
+    var = np.array([1.0 - 1e-5, 1.0 - 1e-5])
+    assert np.sqrt(var + 1e-5).tolist() == [1.0, 1.0]
+    # k=0, B=2: replica i fires iff gamma*(V - mean) + beta >= i + 1/2; beta = 1/2, mean = 0
+    bn = BatchNorm(beta=np.array([0.5, 0.5]), gamma=np.array([1.0, -1.0]), mean=np.zeros(2), var=var)
+    thr, sign = chip_thresholds(bn, 0, 2, np.array([10, 10]))
+    assert thr[0].tolist() == [0, 1]  # V >= 0 -> y = 0.5 -> rounds up to 1
+    assert sign.tolist() == [1, -1] and thr[1].tolist() == [0, 1]  # -V >= 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_graph_has_one_population_per_layer(model):
+    g = convert(model)
+    assert chip_layers(g) == [lay.name for lay in model.layers]
+    for name, shape in zip(chip_layers(g), model.shapes()[1:]):
+        pop = g.nodes[name]["pop"]
+        assert pop.shape == shape and pop.thresholds.shape == (shape[2], model.replicas)

@@ -1,0 +1,56 @@
+"""Design rules: each failure names the layer, the tile or neuron, the limit and the value."""
+
+import numpy as np
+import pytest
+
+from snnmap.chip.spec import SG64, ChipSpec
+from snnmap.errors import DesignRuleError, SnnmapError
+from snnmap.pipeline import compile_model
+
+from test_image import small_model
+
+
+def spec(**kw):
+    return ChipSpec(**{**SG64.to_dict(), **kw})
+
+
+def test_fan_in_over_axons():
+    with pytest.raises(DesignRuleError, match=r"layer 'conv1', channel \d+: one neuron needs \d+ axons.*"
+                                              r"axons_per_core=20"):
+        compile_model(small_model(), spec(axons_per_core=20))
+
+
+def test_replicas_over_neurons():
+    with pytest.raises(DesignRuleError, match="neurons_per_core=3"):
+        compile_model(small_model(), spec(neurons_per_core=3))
+
+
+def test_fan_out_over_destinations():
+    with pytest.raises(DesignRuleError, match=r"layer 'encoder', neuron \(h=\d+, w=\d+, c=\d+\).*"
+                                              r"max_destinations=1"):
+        compile_model(small_model(), spec(max_destinations=1, neurons_per_core=8))
+
+
+def test_threshold_bits():
+    with pytest.raises(DesignRuleError, match="threshold_bits=2"):
+        compile_model(small_model(), spec(threshold_bits=2))
+
+
+def test_board_too_small():
+    with pytest.raises(DesignRuleError, match="chips in a row"):
+        compile_model(small_model(), spec(mesh_w=1, mesh_h=1, chip_x_bits=1, neurons_per_core=8))
+
+
+def test_multi_chip_board_when_needed():
+    result = compile_model(small_model(), spec(mesh_w=2, mesh_h=2, neurons_per_core=8))
+    assert result.placement.chips == -(-len(result.image.cores) // 4) > 1
+
+
+def test_bad_spec_values():
+    with pytest.raises(SnnmapError, match="axon_bits"):
+        ChipSpec.from_dict({**SG64.to_dict(), "axons_per_core": 4096}, "x")
+    with pytest.raises(SnnmapError, match="unknown"):
+        ChipSpec.from_dict({**SG64.to_dict(), "speed": 1}, "x")
+    with pytest.raises(SnnmapError, match="lacks"):
+        ChipSpec.from_dict({k: v for k, v in SG64.to_dict().items() if k != "mesh_w"}, "x")
+    assert np.isfinite(SG64.clock_hz)

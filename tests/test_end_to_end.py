@@ -1,0 +1,52 @@
+"""Compile + simulate random networks: every layer's spike counts equal 2^k x the ANN's activations."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snnmap.chip.spec import SG64, ChipSpec
+from snnmap.errors import DesignRuleError
+from snnmap.image import image_to_bytes, parse_image
+from snnmap.pipeline import compile_model
+from snnmap.reference import evaluate
+from snnmap.sim import Simulator
+
+from randnet import images, networks
+
+TINY = ChipSpec(**{**SG64.to_dict(), "name": "tiny", "mesh_w": 4, "mesh_h": 4, "axons_per_core": 96,
+                   "neurons_per_core": 32, "max_destinations": 32})
+
+
+def layer_counts_from_cores(result, core_spikes, n_images):
+    """Sum recorded replica spikes per ANN neuron, using the tiling only to label the image's cores."""
+    counts, i = {}, 0
+    for name, tiles in result.tiling.layers.items():
+        size = int(np.prod(result.image.layers[len(counts)]["shape"]))
+        acc = np.zeros((size, n_images), dtype=np.int64)
+        for t in tiles:
+            np.add.at(acc, t.neuron_src, core_spikes[i].astype(np.int64))
+            i += 1
+        counts[name] = acc.T
+    return counts
+
+
+@pytest.mark.parametrize("spec", [SG64, TINY], ids=["sg64", "tiny"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks(), seed=st.integers(0, 1000))
+def test_image_simulation_equals_reference(spec, model, seed):
+    x = images(model, 12, seed)
+    try:
+        result = compile_model(model, spec)
+    except DesignRuleError as e:
+        assert "limit" in str(e)
+        return
+    img = parse_image(image_to_bytes(result.image))  # through the bytes, as a user would
+    out = Simulator(img).run(x, batch=5, record=True)
+    ref = evaluate(model, x)
+    got = layer_counts_from_cores(result, out["core_spikes"], len(x))
+    for layer, want in zip(model.layers, ref["counts"][1:]):
+        assert np.array_equal(got[layer.name], want.reshape(len(x), -1)), layer.name
+    assert np.array_equal(out["pred"], ref["pred"])
+    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-12)
+    assert np.array_equal(out["spikes"], sum(c.reshape(len(x), -1).sum(axis=1) for c in ref["counts"][1:]))

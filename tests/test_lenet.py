@@ -1,0 +1,34 @@
+"""The published four-spike LeNet, which nobody here trained: import, compile, simulate 10,000 images."""
+
+import numpy as np
+import pytest
+
+from snnmap.chip.spec import SG64
+from snnmap.image import image_to_bytes, parse_image
+from snnmap.pipeline import compile_model
+from snnmap.reference import evaluate
+from snnmap.sim import Simulator
+
+
+def test_import_shapes(lenet_model):
+    assert lenet_model.input_shape == (28, 28, 1)
+    assert [s for s in lenet_model.shapes()] == [(28, 28, 16), (24, 24, 16), (12, 12, 16), (8, 8, 32),
+                                                 (4, 4, 32), (1, 1, 256)]
+    assert sum(int(np.prod(s)) for s in lenet_model.shapes()[1:]) * lenet_model.replicas == 57_344
+
+
+@pytest.mark.slow
+def test_ten_thousand_images_bit_exact(lenet_model, mnist):
+    x, y = mnist["x_test"], mnist["y_test"].astype(np.int64)
+    ref = evaluate(lenet_model, x)
+    result = compile_model(lenet_model, SG64)
+    img = parse_image(image_to_bytes(result.image))
+    out = Simulator(img).run(x)
+    assert np.array_equal(out["pred"], ref["pred"])
+    assert np.array_equal(out["logits"], ref["logits"]) or np.allclose(out["logits"], ref["logits"],
+                                                                       rtol=1e-12, atol=1e-12)
+    assert (out["pred"] == y).mean() == pytest.approx(0.9935, abs=1e-9)
+    # spikes of the five on-chip layers, per image: the reference README says about 10,100
+    want = sum(c.reshape(len(x), -1).sum(axis=1) for c in ref["counts"][1:])
+    assert np.array_equal(out["spikes"], want)
+    assert 10_000 < out["spikes"].mean() < 10_300

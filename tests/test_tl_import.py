@@ -1,0 +1,77 @@
+"""Importer for the authors' TensorLayer dumps: arch strings, counts, shapes, ternary values."""
+
+import numpy as np
+import pytest
+
+from snnmap.errors import SnnmapError
+from snnmap.importers.tl import infer_input_side, import_tl, parse_arch, parse_scale
+
+from conftest import LENET_ARCH
+
+
+def test_parse_lenet():
+    convs, classes = parse_arch(LENET_ARCH)
+    assert classes == 10
+    assert [(c.channels, c.kernel, c.stride, c.padding) for c in convs] == [
+        (16, 5, 1, 2), (16, 5, 1, 0), (16, 2, 2, 0), (32, 5, 1, 0), (32, 2, 2, 0), (256, 4, 1, 0)]
+    assert infer_input_side(convs, 256) == 28
+
+
+@pytest.mark.parametrize("arch", ["", "10", "16C5-10", "16C5-X-10", "16C5-16C5-ten", "16C5s0-16C3-10",
+                                  "16C3p3-16C3-10", "16C5s2s2-16C3-10", "16C5-16C3-0", "C5-16C3-10"])
+def test_malformed_arch(arch):
+    with pytest.raises(SnnmapError, match="arch"):
+        parse_arch(arch)
+
+
+def test_scale():
+    assert parse_scale("1/256") == 1 / 256
+    for bad in ("0", "-1", "x", "1/0", "inf"):
+        with pytest.raises(SnnmapError):
+            parse_scale(bad)
+
+
+def _save(path, arrays):
+    obj = np.empty(len(arrays), dtype=object)
+    obj[:] = arrays
+    np.savez(path, params=obj)
+
+
+def _small(rng, ternary=True):
+    def bn(c):
+        return [rng.normal(size=c).astype(np.float32), np.ones(c, np.float32), np.zeros(c, np.float32),
+                np.ones(c, np.float32)]
+    w2 = rng.integers(-1, 2, size=(3, 3, 4, 5)).astype(np.float32)
+    if not ternary:
+        w2[1, 1, 2, 3] = 0.5
+    return [rng.normal(size=(3, 3, 1, 4)).astype(np.float32), *bn(4), w2, *bn(5),
+            rng.normal(size=(5 * 4 * 4, 3)).astype(np.float32)]
+
+
+def test_small_import(tmp_path):
+    rng = np.random.default_rng(0)
+    _save(tmp_path / "p.npz", _small(rng))
+    m = import_tl(tmp_path / "p.npz", "4C3p1-5C3-3", 0, 1, 1 / 256, input_shape=(6, 6))
+    assert m.shapes() == [(6, 6, 4), (4, 4, 5)]
+
+
+def test_wrong_count_and_shape_and_ternary(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = _small(rng)
+    _save(tmp_path / "few.npz", arrays[:-1])
+    with pytest.raises(SnnmapError, match="holds 10 arrays"):
+        import_tl(tmp_path / "few.npz", "4C3p1-5C3-3", 0, 1, 1.0)
+    bad = list(arrays)
+    bad[5] = bad[5][:, :, :3]
+    _save(tmp_path / "shape.npz", bad)
+    with pytest.raises(SnnmapError, match=r"params\[5\]"):
+        import_tl(tmp_path / "shape.npz", "4C3p1-5C3-3", 0, 1, 1.0)
+    _save(tmp_path / "tern.npz", _small(rng, ternary=False))
+    with pytest.raises(SnnmapError, match="not ternary"):
+        import_tl(tmp_path / "tern.npz", "4C3p1-5C3-3", 0, 1, 1.0, input_shape=(6, 6))
+
+
+def test_plain_npz_without_params(tmp_path):
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    with pytest.raises(SnnmapError, match="no 'params'"):
+        import_tl(tmp_path / "x.npz", "4C3p1-5C3-3", 0, 1, 1.0)
