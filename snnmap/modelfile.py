@@ -101,6 +101,8 @@ def _model_from(meta, arrays, where) -> QuantModel:
     layers = []
     for i, lm in enumerate(layer_meta):
         lwhere = f"{where}, layers[{i}]"
+        if not isinstance(lm, dict):
+            raise SnnmapError(f"is {type(lm).__name__}, expected an object", where=lwhere)
         kind = _field(lm, "kind", str, lwhere)
         if kind not in ("conv", "dense"):
             raise SnnmapError(f"kind {kind!r} is not conv or dense", where=lwhere)

@@ -84,7 +84,7 @@ def test_wrong_count_of_arrays(tmp_path):
 def test_malicious_pickle_cli(tmp_path):
     import pickle
 
-    from test_safe_npy import _Evil, _npz_with_pickle
+    from test_safe_npz import _Evil, _npz_with_pickle
 
     marker = tmp_path / "pwned"
     _npz_with_pickle(tmp_path / "evil.npz", pickle.dumps([_Evil(marker)], protocol=2))

@@ -121,6 +121,8 @@ def load_chip(value: str) -> ChipSpec:
         raise SnnmapError(f"cannot read chip file: {e.strerror or e}", where=value) from None
     except tomllib.TOMLDecodeError as e:
         raise SnnmapError(f"not valid TOML: {e}", where=value) from None
+    except UnicodeDecodeError as e:
+        raise SnnmapError(f"not UTF-8 text at byte {e.start}", where=value) from None
     base = data.pop("base", "sg64")
     if not isinstance(base, str) or base not in PRESETS:
         raise SnnmapError(f"base {base!r} is not a preset ({', '.join(sorted(PRESETS))})", where=value)

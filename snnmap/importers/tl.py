@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 
 from snnmap.errors import SnnmapError
-from snnmap.importers.safe_npy import load_npz_safely
+from snnmap.io.safe_npz import load_npz_safely
 from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
 
 _CONV = re.compile(r"(\d+)C(\d+)((?:[sp]\d+)*)")

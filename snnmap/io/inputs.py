@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 
 from snnmap.errors import SnnmapError
+from snnmap.io.safe_npz import load_npz_safely
 
 
 def load_inputs(path, input_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     where = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise SnnmapError(f"has no array 'x' (found {sorted(f.files)})", where=where)
-            x = f["x"]
-            y = f["y"] if "y" in f.files else None
-    except SnnmapError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SnnmapError(f"cannot read input npz: {msg}", where=where) from None
-    if x.dtype.kind not in "uif":
+    arrays = load_npz_safely(path, allow_objects=False)
+    if "x" not in arrays:
+        raise SnnmapError(f"has no array 'x' (found {sorted(arrays)})", where=where)
+    x, y = arrays["x"], arrays.get("y")
+    if x.dtype.kind not in "uifb":
         raise SnnmapError(f"'x' has dtype {x.dtype}, expected integers or floats", where=where)
     if x.ndim == 3:
         x = x[..., None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import warnings
 import zipfile
 from dataclasses import dataclass
 
@@ -20,12 +21,15 @@ from numpy.lib import format as npformat
 from snnmap.errors import SnnmapError
 
 MAX_MEMBER_BYTES = 1 << 31
+_MAX_RATIO = 1040  # deflate expands at most about 1032:1
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
     ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
     ("numpy", "ndarray"): "ndarray",
     ("numpy", "dtype"): "dtype",
     ("_codecs", "encode"): "encode",
+    ("numpy.core.numeric", "_frombuffer"): "frombuffer",
+    ("numpy._core.numeric", "_frombuffer"): "frombuffer",
 }
 _NUMERIC = {"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"}
 
@@ -49,12 +53,17 @@ class _Array:
 _MARK = object()
 
 
-def load_npz_safely(path) -> dict[str, object]:
-    """Map each member name (without .npy) to an ndarray, or to a list for an object array."""
+def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
+    """Map each member name (without .npy) to an ndarray, or to a list for an object array.
+
+    Nothing is allocated beyond what the file's bytes justify: a member may not declare more
+    than deflate can expand its compressed bytes to, and an array's declared shape must match
+    the bytes present before it is built.
+    """
     where = str(path)
     try:
         zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, ValueError) as e:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
         raise SnnmapError(f"not a readable .npz (zip) file: {e}", where=where) from None
     out: dict[str, object] = {}
     with zf:
@@ -62,21 +71,29 @@ def load_npz_safely(path) -> dict[str, object]:
             mwhere = f"{where}[{info.filename}]"
             if not info.filename.endswith(".npy"):
                 raise SnnmapError("member is not a .npy array", where=mwhere)
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise SnnmapError(f"declares {info.file_size} bytes uncompressed, over the "
-                                  f"{MAX_MEMBER_BYTES}-byte limit", where=mwhere)
+            if info.file_size > min(MAX_MEMBER_BYTES, _MAX_RATIO * info.compress_size + 1024):
+                raise SnnmapError(f"declares {info.file_size} bytes uncompressed from "
+                                  f"{info.compress_size} compressed: over the limit", where=mwhere)
             try:
                 with zf.open(info) as f:
-                    raw = f.read(MAX_MEMBER_BYTES + 1)
+                    raw = f.read(info.file_size + 1)
             except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError) as e:
                 raise SnnmapError(f"cannot decompress: {e}", where=mwhere) from None
-            out[info.filename[:-4]] = _read_npy(raw, mwhere)
+            if len(raw) != info.file_size:
+                raise SnnmapError(f"holds {len(raw)} bytes, its header says {info.file_size}", where=mwhere)
+            out[info.filename[:-4]] = _read_npy(raw, mwhere, allow_objects)
     return out
 
 
-def _read_npy(raw: bytes, where: str):
+def _read_npy(raw: bytes, where: str, allow_objects: bool = True):
+    with warnings.catch_warnings():
+        return _read_npy_quietly(raw, where, allow_objects)
+
+
+def _read_npy_quietly(raw: bytes, where: str, allow_objects: bool):
     fp = io.BytesIO(raw)
     try:
+        warnings.simplefilter("ignore")  # numpy warns about Python 2 headers; they parse the same
         version = npformat.read_magic(fp)
         if version == (1, 0):
             shape, fortran, dtype = npformat.read_array_header_1_0(fp)
@@ -84,10 +101,14 @@ def _read_npy(raw: bytes, where: str):
             shape, fortran, dtype = npformat.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, SyntaxError, TypeError) as e:
-        raise SnnmapError(f"bad .npy header: {e}", where=where) from None
+    except Exception as e:  # numpy raises ValueError, SyntaxError, TypeError, ... on bad headers
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SnnmapError(f"bad .npy header: {msg}", where=where) from None
     body = raw[fp.tell():]
     if dtype.hasobject:
+        if not allow_objects:
+            raise SnnmapError("holds Python objects (a pickle); only plain numeric arrays are accepted",
+                              where=where)
         if dtype != np.dtype("O") or shape is None or len(shape) != 1:
             raise SnnmapError(f"object array of dtype {dtype} and shape {shape} is not a parameter list",
                               where=where)
@@ -174,7 +195,7 @@ def _interpret(stream: bytes, where: str):
         elif name == "MARK":
             stack.append(_MARK)
         elif name in ("BININT", "BININT1", "BININT2", "LONG1", "INT", "BINUNICODE", "SHORT_BINUNICODE",
-                      "UNICODE", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BINUNICODE8", "BINFLOAT"):
+                      "UNICODE", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BINUNICODE8", "BYTEARRAY8", "BINFLOAT"):
             stack.append(arg)
         elif name == "NONE":
             stack.append(None)
@@ -229,6 +250,11 @@ def _reduce(fn, args, where, pos):
             raise SnnmapError(f"pickle asks for dtype {args[0]!r}: only plain numeric types",
                               where=where)
         return _Dtype(args[0])
+    if fn.role == "frombuffer" and len(args) == 4 and isinstance(args[0], (bytes, bytearray)) \
+            and isinstance(args[1], _Dtype) and args[1].code != "O" and args[3] in ("C", "F"):
+        order = "<" if args[1].order in ("|", "=") else args[1].order
+        return _Array(_numeric_array(np.dtype(order + args[1].code), args[2], args[3] == "F", bytes(args[0]),
+                                     f"{where}, pickled array"))
     if (fn.role == "reconstruct" and len(args) == 3 and isinstance(args[0], _Global)
             and args[0].role == "ndarray"):
         return _Array()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from snnmap.errors import SnnmapError
-from snnmap.importers.safe_npy import load_npz_safely
+from snnmap.io.safe_npz import load_npz_safely
 
 
 def _npz_with_pickle(path, payload: bytes, shape=(1,)):
