@@ -93,7 +93,9 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
 @click.option("--chip", default="sg64", show_default=True, help="Chip preset name or a TOML file.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
 @click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
-def compile_cmd(model, output, chip, quiet, as_json):
+@click.option("--time-limit", type=float, default=None,
+              help="Seconds the searching passes may take (default: no limit).")
+def compile_cmd(model, output, chip, quiet, as_json, time_limit):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -107,7 +109,7 @@ def compile_cmd(model, output, chip, quiet, as_json):
     from snnmap.report import format_table
 
     spec = load_chip(chip)
-    result = compile_model(load_model(model), spec)
+    result = compile_model(load_model(model), spec, time_limit=time_limit)
     write_image(result.image, output)
     img = result.image
     chips = result.placement.chips

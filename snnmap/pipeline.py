@@ -10,6 +10,7 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.convert import convert
+from snnmap.deadline import Deadline
 from snnmap.image.format import ChipImage, CoreImage
 from snnmap.ir import chip_layers
 from snnmap.model import QuantModel
@@ -48,14 +49,16 @@ def _timer(timings: dict, name: str):
     timings[name] = time.perf_counter() - t0
 
 
-def compile_model(model: QuantModel, spec: ChipSpec) -> CompileResult:
+def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None) -> CompileResult:
+    """time_limit bounds the searching passes (tile shapes); the fixed passes always complete."""
+    deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):
         g = convert(model)
     with _timer(timings, "drc (layers)"):
         drc.check_before_tiling(g, spec)
     with _timer(timings, "tile"):
-        tiling = tile_network(g, spec)
+        tiling = tile_network(g, spec, deadline)
     with _timer(timings, "drc (tiles)"):
         drc.check_before_placement(g, tiling, spec)
     order = chip_layers(g)

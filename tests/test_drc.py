@@ -26,9 +26,22 @@ def test_replicas_over_neurons():
 
 
 def test_fan_out_over_destinations():
-    with pytest.raises(DesignRuleError, match=r"layer 'encoder', neuron \(h=\d+, w=\d+, c=\d+\).*"
-                                              r"max_destinations=1"):
+    with pytest.raises(DesignRuleError, match=r"layer 'conv1': every tile shape .* input neuron of layer "
+                                              r"'encoder' feed \d+ or more axons.*max_destinations=1"):
         compile_model(small_model(), spec(max_destinations=1, neurons_per_core=8))
+
+
+def test_fan_out_rule_on_tiles():
+    """The rule itself, on a tiling made for a chip with more destinations."""
+    from snnmap.convert import convert
+    from snnmap.passes import drc
+    from snnmap.passes.tiling import tile_network
+
+    g = convert(small_model())
+    tiling = tile_network(g, spec(neurons_per_core=8))
+    with pytest.raises(DesignRuleError, match=r"layer 'encoder', neuron \(h=\d+, w=\d+, c=\d+\): \d+ "
+                                              r"destinations in layer 'conv1' over the limit max_destinations=1"):
+        drc.check_fan_out(g, tiling, spec(max_destinations=1))
 
 
 def test_threshold_bits():

@@ -15,6 +15,7 @@ _CODES = {
 }
 _BY_DTYPE = {dt: code for code, dt in _CODES.items()}
 MAX_NDIM = 8
+MAX_DIM = 1 << 31
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
@@ -63,11 +64,11 @@ def unpack_arrays(data: bytes, where: str) -> dict[str, np.ndarray]:
             raise SnnmapError(f"array {name!r} has {ndim} dimensions (at most {MAX_NDIM})", where=where)
         shape = struct.unpack(f"<{ndim}Q", take(8 * ndim, f"array {name!r} shape"))
         dt = _CODES[code]
+        if any(s > MAX_DIM for s in shape):
+            raise SnnmapError(f"array {name!r} declares shape {shape}: a dimension over {MAX_DIM}", where=where)
         nbytes = dt.itemsize
         for s in shape:
             nbytes *= s
-            if nbytes > len(view):
-                break
         if nbytes > len(view) - pos:
             raise SnnmapError(f"array {name!r} declares shape {shape} ({nbytes} bytes) but only "
                               f"{len(view) - pos} bytes follow", where=where)

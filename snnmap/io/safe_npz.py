@@ -13,6 +13,7 @@ import io
 import pickletools
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,9 @@ from numpy.lib import format as npformat
 from snnmap.errors import SnnmapError
 
 MAX_MEMBER_BYTES = 1 << 31
+MAX_DIM = 1 << 31
+_ZIP_ERRORS = (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError,
+               zlib.error, UnicodeDecodeError, KeyError)
 _MAX_RATIO = 1040  # deflate expands at most about 1032:1
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
@@ -63,7 +67,7 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
     where = str(path)
     try:
         zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
+    except _ZIP_ERRORS as e:
         raise SnnmapError(f"not a readable .npz (zip) file: {e}", where=where) from None
     out: dict[str, object] = {}
     with zf:
@@ -77,7 +81,7 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
             try:
                 with zf.open(info) as f:
                     raw = f.read(info.file_size + 1)
-            except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError) as e:
+            except _ZIP_ERRORS as e:
                 raise SnnmapError(f"cannot decompress: {e}", where=mwhere) from None
             if len(raw) != info.file_size:
                 raise SnnmapError(f"holds {len(raw)} bytes, its header says {info.file_size}", where=mwhere)
@@ -124,13 +128,12 @@ def _numeric_array(dtype, shape, fortran, data: bytes, where: str) -> np.ndarray
     dtype = np.dtype(dtype)
     if dtype.kind not in "biuf" or f"{dtype.kind}{dtype.itemsize}" not in _NUMERIC:
         raise SnnmapError(f"dtype {dtype} is not a plain numeric type", where=where)
-    if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise SnnmapError(f"shape {shape!r} is not a tuple of non-negative integers", where=where)
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(
+            isinstance(s, int) and 0 <= s <= MAX_DIM for s in shape):
+        raise SnnmapError(f"shape {shape!r} is not a tuple of at most 32 sizes in 0..{MAX_DIM}", where=where)
     n = dtype.itemsize
     for s in shape:
         n *= s
-        if n > len(data):
-            break
     if n != len(data):
         raise SnnmapError(f"shape {shape} of {dtype} needs {n} bytes, the data has {len(data)}",
                           where=where)
@@ -159,6 +162,13 @@ def _interpret(stream: bytes, where: str):
         ops = list(pickletools.genops(io.BytesIO(stream)))
     except Exception as e:  # pickletools raises ValueError and friends on malformed streams
         raise SnnmapError(f"malformed pickle stream: {e}", where=where) from None
+    try:
+        return _run(ops, stack, memo, pop, pop_mark, where)
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise SnnmapError(f"malformed pickle stream ({type(e).__name__}: {e})", where=where) from None
+
+
+def _run(ops, stack, memo, pop, pop_mark, where):
     for op, arg, pos in ops:
         name = op.name
         if name in ("PROTO", "FRAME"):

@@ -14,6 +14,7 @@ import networkx as nx
 import numpy as np
 
 from snnmap.chip.spec import ChipSpec
+from snnmap.deadline import Deadline
 from snnmap.errors import DesignRuleError
 from snnmap.ir import Population, Projection, chip_layers, source_of
 
@@ -108,7 +109,20 @@ def _interior_axons(proj: Projection, src_c: int, shape: TileShape, c0: int) -> 
     return total
 
 
-def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec) -> TileShape:
+def _fan_out_bound(proj: Projection, out_hw: tuple[int, int], th: int, tw: int, n_groups: int) -> int:
+    """Most tiles of this shape one input can feed, times two signs: windows of length L starting
+    every th*stride rows cover one row at most ceil(L / (th*stride)) times (and there are only
+    ceil(OH / th) tile rows)."""
+    s = proj.stride
+    ly, lx = (th - 1) * s + proj.kh, (tw - 1) * s + proj.kw
+    rows = min(-(-ly // (th * s)), -(-out_hw[0] // th))
+    cols = min(-(-lx // (tw * s)), -(-out_hw[1] // tw))
+    return rows * cols * n_groups * 2
+
+
+def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
+                 deadline: Deadline | None = None) -> TileShape:
+    """Fewest tiles, then fewest axons; when the deadline passes, the best shape found so far."""
     OH, OW, OC = pop.shape
     n = pop.replicas
     per_core = spec.neurons_per_core // n
@@ -116,19 +130,31 @@ def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipS
         raise DesignRuleError(f"layer {pop.name!r}: one neuron's {n} replicas exceed the core's "
                               f"{spec.neurons_per_core} neurons (limit neurons_per_core)")
     best = None
+    least_fan_out = 1 << 62
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
+    def out_of_time() -> bool:
+        return best is not None and deadline is not None and deadline.expired()
+
     for cg in groups:
+        if out_of_time():
+            break
         if cg > per_core:
             continue
         n_groups = -(-OC // cg)
         for th in range(1, OH + 1):
             if th * cg > per_core:
                 break
+            if out_of_time():
+                break
             for tw in range(1, OW + 1):
-                if th * tw * cg > per_core:
+                if th * tw * cg > per_core or out_of_time():
                     break
                 tiles = -(-OH // th) * -(-OW // tw) * n_groups
                 if best is not None and tiles > best[0]:
+                    continue
+                fan_out = _fan_out_bound(proj, (OH, OW), th, tw, n_groups)
+                if fan_out > spec.max_destinations:
+                    least_fan_out = min(least_fan_out, fan_out)
                     continue
                 shape = TileShape(th, tw, cg)
                 need = max(_interior_axons(proj, src.shape[2], shape, g * cg) for g in range(n_groups))
@@ -137,20 +163,24 @@ def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipS
                 cand = (tiles, need, -th * tw, shape)
                 if best is None or cand[:3] < best[:3]:
                     best = cand
+    if best is None and least_fan_out < 1 << 62:
+        raise DesignRuleError(f"layer {pop.name!r}: every tile shape that fits a core makes one input "
+                              f"neuron of layer {src.name!r} feed {least_fan_out} or more axons, over the "
+                              f"limit max_destinations={spec.max_destinations}")
     if best is None:
         raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits (even one neuron with its "
                               f"replicas exceeds axons_per_core={spec.axons_per_core})")
     return best[3]
 
 
-def tile_network(g: nx.DiGraph, spec: ChipSpec) -> Tiling:
+def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> Tiling:
     layers, shapes = {}, {}
     for name in chip_layers(g):
         pop: Population = g.nodes[name]["pop"]
         src_name = source_of(g, name)
         src: Population = g.nodes[src_name]["pop"]
         proj: Projection = g.edges[src_name, name]["proj"]
-        shape = choose_shape(pop, src, proj, spec)
+        shape = choose_shape(pop, src, proj, spec, deadline)
         OH, OW, OC = pop.shape
         tiles = []
         for c0 in range(0, OC, shape.cg):
