@@ -21,14 +21,14 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False, prog_name="snnmap")
     except click.exceptions.Abort:
-        _fail("interrupted; no output file was written", 130)
+        _fail("interrupted (output files are written whole or not at all)", 130)
     except click.ClickException as e:
         e.show()
         sys.exit(2)
     except SnnmapError as e:
         _fail(str(e))
     except KeyboardInterrupt:
-        _fail("interrupted; no output file was written", 130)
+        _fail("interrupted (output files are written whole or not at all)", 130)
     except MemoryError:
         _fail("out of memory")
     except Exception as e:  # noqa: BLE001 - an internal error, not the user's

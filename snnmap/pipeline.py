@@ -17,7 +17,7 @@ from snnmap.model import QuantModel
 from snnmap.passes import drc
 from snnmap.passes.place import Placement, place_sequential
 from snnmap.passes.route import Routes, route
-from snnmap.passes.tiling import Tiling, tile_network
+from snnmap.passes.tiling import Tiling, choose_shapes, cut_tiles
 
 
 @dataclass
@@ -57,8 +57,10 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         g = convert(model)
     with _timer(timings, "drc (layers)"):
         drc.check_before_tiling(g, spec)
-    with _timer(timings, "tile"):
-        tiling = tile_network(g, spec, deadline)
+    with _timer(timings, "tile shapes"):
+        shapes = choose_shapes(g, spec, deadline)
+    with _timer(timings, "cut tiles"):
+        tiling = cut_tiles(g, shapes)
     with _timer(timings, "drc (tiles)"):
         drc.check_before_placement(g, tiling, spec)
     order = chip_layers(g)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -15,7 +16,7 @@ _CODES = {
 }
 _BY_DTYPE = {dt: code for code, dt in _CODES.items()}
 MAX_NDIM = 8
-MAX_DIM = 1 << 31
+MAX_ELEMENTS = 1 << 40
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
@@ -64,8 +65,8 @@ def unpack_arrays(data: bytes, where: str) -> dict[str, np.ndarray]:
             raise SnnmapError(f"array {name!r} has {ndim} dimensions (at most {MAX_NDIM})", where=where)
         shape = struct.unpack(f"<{ndim}Q", take(8 * ndim, f"array {name!r} shape"))
         dt = _CODES[code]
-        if any(s > MAX_DIM for s in shape):
-            raise SnnmapError(f"array {name!r} declares shape {shape}: a dimension over {MAX_DIM}", where=where)
+        if math.prod(max(s, 1) for s in shape) > MAX_ELEMENTS:
+            raise SnnmapError(f"array {name!r} declares shape {shape}: over {MAX_ELEMENTS} elements", where=where)
         nbytes = dt.itemsize
         for s in shape:
             nbytes *= s

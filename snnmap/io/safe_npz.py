@@ -10,6 +10,7 @@ opcode or shape is refused with a located error before anything is built.
 from __future__ import annotations
 
 import io
+import math
 import pickletools
 import warnings
 import zipfile
@@ -22,7 +23,7 @@ from numpy.lib import format as npformat
 from snnmap.errors import SnnmapError
 
 MAX_MEMBER_BYTES = 1 << 31
-MAX_DIM = 1 << 31
+MAX_ELEMENTS = 1 << 40
 _ZIP_ERRORS = (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError, NotImplementedError,
                zlib.error, UnicodeDecodeError, KeyError)
 _MAX_RATIO = 1040  # deflate expands at most about 1032:1
@@ -128,9 +129,10 @@ def _numeric_array(dtype, shape, fortran, data: bytes, where: str) -> np.ndarray
     dtype = np.dtype(dtype)
     if dtype.kind not in "biuf" or f"{dtype.kind}{dtype.itemsize}" not in _NUMERIC:
         raise SnnmapError(f"dtype {dtype} is not a plain numeric type", where=where)
-    if not isinstance(shape, tuple) or len(shape) > 32 or not all(
-            isinstance(s, int) and 0 <= s <= MAX_DIM for s in shape):
-        raise SnnmapError(f"shape {shape!r} is not a tuple of at most 32 sizes in 0..{MAX_DIM}", where=where)
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(isinstance(s, int) and s >= 0 for s in shape) \
+            or math.prod(max(s, 1) for s in shape) > MAX_ELEMENTS:
+        raise SnnmapError(f"shape {shape!r} is not at most 32 sizes >= 0 with {MAX_ELEMENTS} elements or fewer",
+                          where=where)
     n = dtype.itemsize
     for s in shape:
         n *= s

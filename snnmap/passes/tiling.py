@@ -173,14 +173,25 @@ def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipS
     return best[3]
 
 
-def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> Tiling:
-    layers, shapes = {}, {}
+def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> dict[str, TileShape]:
+    """The searching half of tiling: a shape per on-chip layer, within the deadline."""
+    shapes = {}
+    for name in chip_layers(g):
+        src_name = source_of(g, name)
+        shapes[name] = choose_shape(g.nodes[name]["pop"], g.nodes[src_name]["pop"],
+                                    g.edges[src_name, name]["proj"], spec, deadline)
+    return shapes
+
+
+def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape]) -> Tiling:
+    """The fixed half: cut every layer by its shape and build each tile's axons and crossbar."""
+    layers = {}
     for name in chip_layers(g):
         pop: Population = g.nodes[name]["pop"]
         src_name = source_of(g, name)
         src: Population = g.nodes[src_name]["pop"]
         proj: Projection = g.edges[src_name, name]["proj"]
-        shape = choose_shape(pop, src, proj, spec, deadline)
+        shape = shapes[name]
         OH, OW, OC = pop.shape
         tiles = []
         for c0 in range(0, OC, shape.cg):
@@ -189,5 +200,9 @@ def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None
                     region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
                               c0, min(c0 + shape.cg, OC))
                     tiles.append(build_tile(name, len(tiles), pop, src, proj, region))
-        layers[name], shapes[name] = tiles, shape
-    return Tiling(layers, shapes)
+        layers[name] = tiles
+    return Tiling(layers, dict(shapes))
+
+
+def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> Tiling:
+    return cut_tiles(g, choose_shapes(g, spec, deadline))

@@ -1,0 +1,118 @@
+"""Atomic outputs, interrupted compiles, reproducible images across processes, the time limit."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from snnmap.chip.spec import SG64
+from snnmap.image import image_to_bytes, read_image
+from snnmap.io import atomic
+from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+from snnmap.modelfile import save_model
+from snnmap.pipeline import compile_model
+
+
+def lenet_like(seed=0) -> QuantModel:
+    """Random ternary weights in the published LeNet's shape: a compile takes about a second."""
+    rng = np.random.default_rng(seed)
+
+    def bn(c):
+        return BatchNorm(rng.normal(0, 0.5, c), rng.uniform(0.5, 1.5, c), rng.normal(0, 5, c),
+                         rng.uniform(50, 300, c))
+
+    def tern(*shape):
+        return rng.choice(np.array([-1, 0, 1], np.int8), size=shape, p=[0.3, 0.4, 0.3])
+
+    enc = Layer("encoder", "conv", rng.normal(0, 0.3, (5, 5, 1, 16)), bn(16), 1, 2)
+    layers = (Layer("conv2", "conv", tern(5, 5, 16, 16), bn(16)), Layer("conv3", "conv", tern(2, 2, 16, 16), bn(16), 2),
+              Layer("conv4", "conv", tern(5, 5, 16, 32), bn(32)), Layer("conv5", "conv", tern(2, 2, 32, 32), bn(32), 2),
+              Layer("conv6", "conv", tern(4, 4, 32, 256), bn(256)))
+    return QuantModel((28, 28, 1), 1, 2, 1 / 256, enc, layers,
+                      Classifier(rng.normal(size=(256, 10)), np.zeros(10)), name="lenet-like").validate()
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic.write_bytes_atomic(tmp_path / "out.bin", b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_is_all_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.bin"
+    atomic.write_bytes_atomic(target, b"old")
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_bytes_atomic(target, b"new")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+@pytest.fixture(scope="module")
+def lenet_like_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "lenet_like.snnm"
+    save_model(lenet_like(), path)
+    return path
+
+
+def test_interrupted_compile_leaves_no_output(tmp_path, lenet_like_file):
+    """SIGINT at several moments of a compile: either a whole valid image or no file, never a part."""
+    outcomes = set()
+    for delay in (0.3, 0.6, 0.9, 1.2):
+        out = tmp_path / f"out{delay}.snnimg"
+        p = subprocess.Popen([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        leftovers = [f.name for f in tmp_path.iterdir() if f.name.startswith(f".{out.name}")]
+        assert leftovers == []
+        if p.returncode == 0:
+            read_image(out)  # complete and valid
+            outcomes.add("finished")
+        else:
+            assert p.returncode in (130, -signal.SIGINT), err
+            if out.exists():  # the signal came after the rename: the file is whole
+                read_image(out)
+            else:
+                outcomes.add("interrupted")
+    assert "interrupted" in outcomes
+
+
+def test_reproducible_across_processes(tmp_path, lenet_like_file):
+    digests = []
+    for seed in ("0", "12345"):
+        out = tmp_path / f"img{seed}.snnimg"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        p = subprocess.run([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out), "--quiet"],
+                           env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        digests.append(out.read_bytes())
+    assert digests[0] == digests[1]
+
+
+def test_time_limit_is_respected():
+    """The shape search stops at the limit (plus at most one candidate's evaluation) with a legal tiling."""
+    model = lenet_like()
+    full = compile_model(model, SG64)
+    quick = compile_model(model, SG64, time_limit=0.01)
+    assert full.timings["tile shapes"] > 0.05  # otherwise the limit proves nothing
+    assert quick.timings["tile shapes"] < 0.01 + 0.05
+    assert len(quick.image.cores) >= len(full.image.cores)
+    assert image_to_bytes(quick.image)[:8] == b"SNNMAPIM"
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "nan"])
+def test_time_limit_must_be_positive(tmp_path, lenet_like_file, limit):
+    out = tmp_path / "o.snnimg"
+    p = subprocess.run([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out),
+                        "--time-limit", limit], capture_output=True, text=True)
+    assert p.returncode == 2 and "time-limit" in p.stderr and "Traceback" not in p.stderr
+    assert not out.exists()
