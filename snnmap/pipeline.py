@@ -33,11 +33,12 @@ class CompileResult:
         for name, tiles in self.tiling.layers.items():
             sh = self.tiling.shapes[name]
             rows.append({
-                "layer": name, "tile_shape": f"{sh.th}x{sh.tw}x{sh.cg}", "tiles": len(tiles),
+                "layer": name, "tile_shape": f"{sh.th}x{sh.tw}x{sh.cg}", "fanin_level": sh.level,
+                "tiles": len(tiles),
                 "neurons": sum(t.neurons for t in tiles), "axons": sum(t.axons for t in tiles),
                 "synapses": sum(t.synapses for t in tiles),
-                "neuron_util": sum(t.neurons for t in tiles) / (len(tiles) * spec.neurons_per_core),
-                "axon_util": sum(t.axons for t in tiles) / (len(tiles) * spec.axons_per_core),
+                "neuron_util": sum(t.neurons for t in tiles) / (len(tiles) * spec.neurons_at(sh.level)),
+                "axon_util": sum(t.axons for t in tiles) / (len(tiles) * spec.axons_at(sh.level)),
             })
         return rows
 
@@ -78,7 +79,7 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
              routes: Routes, spec: ChipSpec) -> ChipImage:
     tiles = tiling.all_tiles(order)
     depth = {name: i + 1 for i, name in enumerate(order)}
-    cores = [CoreImage(coord=tuple(int(v) for v in placement.coords[i]), tick=depth[t.layer],
+    cores = [CoreImage(coord=tuple(int(v) for v in placement.coords[i]), level=t.level, tick=depth[t.layer],
                        layer=depth[t.layer] - 1, tile=t.index, axon_sign=t.axon_sign,
                        thresholds=t.thresholds.astype(np.int32), crossbar=t.crossbar,
                        dest_ptr=routes.tile_ptr[i], dest=routes.tile_dest[i])

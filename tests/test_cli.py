@@ -117,7 +117,7 @@ def test_wrong_input_shape(tmp_path, model_file):
 
 
 def test_model_breaking_a_chip_limit(tmp_path, model_file):
-    (tmp_path / "small.toml").write_text('base = "sg64"\naxons_per_core = 20\n')
+    (tmp_path / "small.toml").write_text('base = "sg64"\naxons_per_core = 20\nfanin_max_level = 0\n')
     out = tmp_path / "m.snnimg"
     line = assert_clean_failure(run("compile", model_file, "-o", out, "--chip", tmp_path / "small.toml"), out)
     assert "layer 'conv1'" in line and "axons_per_core=20" in line

@@ -16,8 +16,8 @@ def spec(**kw):
 
 def test_fan_in_over_axons():
     with pytest.raises(DesignRuleError, match=r"layer 'conv1', channel \d+: one neuron needs \d+ axons.*"
-                                              r"axons_per_core=20"):
-        compile_model(small_model(), spec(axons_per_core=20))
+                                              r"axons_per_core=20 x 2\^fanin_max_level=0 = 20"):
+        compile_model(small_model(), spec(axons_per_core=20, fanin_max_level=0))
 
 
 def test_replicas_over_neurons():
@@ -67,3 +67,18 @@ def test_bad_spec_values():
     with pytest.raises(SnnmapError, match="lacks"):
         ChipSpec.from_dict({k: v for k, v in SG64.to_dict().items() if k != "mesh_w"}, "x")
     assert np.isfinite(SG64.clock_hz)
+
+
+def test_dendrite_combining_maps_wide_fan_in():
+    """conv1 needs up to 36 axons per neuron: with 16 axons per column it takes 4 combined columns."""
+    from snnmap.image import image_to_bytes, parse_image
+    from snnmap.reference import evaluate
+    from snnmap.sim import Simulator
+
+    model = small_model()
+    result = compile_model(model, spec(axons_per_core=16, neurons_per_core=64, fanin_max_level=2))
+    levels = {c.level for c in result.image.cores}
+    assert max(levels) == 2
+    x = np.random.default_rng(3).integers(0, 256, (30, 8, 8)).astype(np.uint8)
+    out = Simulator(parse_image(image_to_bytes(result.image))).run(x)
+    assert np.array_equal(out["pred"], evaluate(model, x)["pred"])

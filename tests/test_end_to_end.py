@@ -15,7 +15,10 @@ from snnmap.sim import Simulator
 from randnet import images, networks
 
 TINY = ChipSpec(**{**SG64.to_dict(), "name": "tiny", "mesh_w": 4, "mesh_h": 4, "axons_per_core": 96,
-                   "neurons_per_core": 32, "max_destinations": 32})
+                   "neurons_per_core": 32, "max_destinations": 32, "fanin_max_level": 0})
+# dendrite combining: a neuron joins up to 4 columns of 24 axons each
+COMBINING = ChipSpec(**{**SG64.to_dict(), "name": "combining", "mesh_w": 4, "mesh_h": 4, "axons_per_core": 24,
+                        "neurons_per_core": 64, "max_destinations": 32, "fanin_max_level": 2})
 
 
 def layer_counts_from_cores(result, core_spikes, n_images):
@@ -31,7 +34,7 @@ def layer_counts_from_cores(result, core_spikes, n_images):
     return counts
 
 
-@pytest.mark.parametrize("spec", [SG64, TINY], ids=["sg64", "tiny"])
+@pytest.mark.parametrize("spec", [SG64, TINY, COMBINING], ids=["sg64", "tiny", "combining"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=networks(), seed=st.integers(0, 1000))
 def test_image_simulation_equals_reference(spec, model, seed):

@@ -1,8 +1,10 @@
-"""The 32-bit destination word: a spike address on the board, or a host readout slot.
+"""The 64-bit destination word: a spike address on the board, or a host readout slot.
 
-bit 31 = 1: host readout, bits 0..30 = feature index.
-bit 31 = 0: chip_x | chip_y | core_x | core_y | axon, packed from the high end down to bit 0,
-            field widths from the chip spec (sg64: 5, 5, 5, 5, 10 bits).
+bit 63 = 1: host readout, bits 0..62 = feature index.
+bit 63 = 0: fields packed from bit 0 upwards: axon, bank, core_y, core_x, chip_y, chip_x, widths
+            from the chip spec (sg64: 10, 3, 5, 5, 5, 5 bits). A logical axon index a of a core
+            with fan-in level L is bank = a // axons_per_core, axon = a % axons_per_core: the bank
+            is the dendrite-combining bank (sub-tick) the spike is delivered in.
 """
 
 from __future__ import annotations
@@ -11,34 +13,46 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 
-HOST_FLAG = np.uint32(1 << 31)
+HOST_FLAG = np.uint64(1 << 63)
 
 
-def _shifts(spec: ChipSpec) -> tuple[int, int, int, int]:
-    core_y = spec.axon_bits
+def _shifts(spec: ChipSpec) -> tuple[int, int, int, int, int]:
+    bank = spec.axon_bits
+    core_y = bank + spec.bank_bits
     core_x = core_y + spec.core_y_bits
     chip_y = core_x + spec.core_x_bits
     chip_x = chip_y + spec.chip_y_bits
-    return chip_x, chip_y, core_x, core_y
+    return chip_x, chip_y, core_x, core_y, bank
+
+
+def core_shift(spec: ChipSpec) -> int:
+    """Bits below the core address: word >> core_shift identifies the destination core."""
+    return spec.axon_bits + spec.bank_bits
 
 
 def encode(spec: ChipSpec, chip_x, chip_y, core_x, core_y, axon) -> np.ndarray:
-    sx, sy, cx, cy = _shifts(spec)
-    out = (np.asarray(chip_x, np.uint64) << sx) | (np.asarray(chip_y, np.uint64) << sy) \
-        | (np.asarray(core_x, np.uint64) << cx) | (np.asarray(core_y, np.uint64) << cy) \
-        | np.asarray(axon, np.uint64)
-    return out.astype(np.uint32)
+    sx, sy, cx, cy, sb = _shifts(spec)
+    bank, low = np.divmod(np.asarray(axon, np.int64), spec.axons_per_core)
+    out = (np.asarray(chip_x, np.uint64) << np.uint64(sx)) | (np.asarray(chip_y, np.uint64) << np.uint64(sy)) \
+        | (np.asarray(core_x, np.uint64) << np.uint64(cx)) | (np.asarray(core_y, np.uint64) << np.uint64(cy)) \
+        | (bank.astype(np.uint64) << np.uint64(sb)) | low.astype(np.uint64)
+    return out.astype(np.uint64)
+
+
+def host_words(features: np.ndarray) -> np.ndarray:
+    return (HOST_FLAG | np.asarray(features, np.uint64)).astype(np.uint64)
 
 
 def decode(spec: ChipSpec, words: np.ndarray) -> tuple[np.ndarray, ...]:
-    """-> (is_host, chip_x, chip_y, core_x, core_y, axon_or_feature)."""
-    w = np.asarray(words, np.uint32)
+    """-> (is_host, chip_x, chip_y, core_x, core_y, logical axon or feature index)."""
+    w = np.asarray(words, np.uint64)
     host = (w & HOST_FLAG) != 0
-    sx, sy, cx, cy = _shifts(spec)
+    sx, sy, cx, cy, sb = _shifts(spec)
 
     def field(shift: int, bits: int) -> np.ndarray:
-        return ((w >> np.uint32(shift)) & np.uint32((1 << bits) - 1)).astype(np.int64)
+        return ((w >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
 
-    low = (w & np.uint32((1 << 31) - 1)).astype(np.int64)
+    axon = field(sb, spec.bank_bits) * spec.axons_per_core + field(0, spec.axon_bits)
+    low = (w & np.uint64((1 << 63) - 1)).astype(np.int64)
     return (host, field(sx, spec.chip_x_bits), field(sy, spec.chip_y_bits), field(cx, spec.core_x_bits),
-            field(cy, spec.core_y_bits), np.where(host, low, field(0, spec.axon_bits)))
+            field(cy, spec.core_y_bits), np.where(host, low, axon))

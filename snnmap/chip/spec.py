@@ -14,6 +14,7 @@ class ChipSpec:
     mesh_h: int  # cores per chip along y
     axons_per_core: int
     neurons_per_core: int
+    fanin_max_level: int  # a neuron may join 2^L crossbar columns (dendrite combining), L <= this
     max_destinations: int  # per neuron
     threshold_bits: int  # signed two's complement
     axon_accumulates: bool  # events arriving at one axon in one tick add up (replicas share axons)
@@ -24,6 +25,7 @@ class ChipSpec:
     core_x_bits: int
     core_y_bits: int
     axon_bits: int
+    bank_bits: int  # selects one of the 2^L axon banks of a combined neuron
 
     @property
     def cores_per_chip(self) -> int:
@@ -33,6 +35,13 @@ class ChipSpec:
     def max_chips(self) -> int:
         """Chips addressable in a row (the board layout the simple placer uses)."""
         return 1 << self.chip_x_bits
+
+    def axons_at(self, level: int) -> int:
+        """Logical axons of a core whose neurons combine 2^level columns."""
+        return self.axons_per_core << level
+
+    def neurons_at(self, level: int) -> int:
+        return self.neurons_per_core >> level
 
     @property
     def threshold_range(self) -> tuple[int, int]:
@@ -68,6 +77,10 @@ class ChipSpec:
         positive = ("mesh_w", "mesh_h", "axons_per_core", "neurons_per_core", "max_destinations",
                     "threshold_bits", "chip_x_bits", "chip_y_bits", "core_x_bits", "core_y_bits",
                     "axon_bits")
+        for name in ("bank_bits", "fanin_max_level"):
+            if not 0 <= getattr(self, name) <= 16:
+                raise SnnmapError(f"chip spec field {name!r} = {getattr(self, name)} is out of range 0..16",
+                                  where=where)
         for name in positive:
             v = getattr(self, name)
             if not 1 <= v <= 1 << 24:
@@ -75,10 +88,17 @@ class ChipSpec:
                                   where=where)
         if self.threshold_bits > 32:
             raise SnnmapError(f"threshold_bits {self.threshold_bits} > 32", where=where)
-        addr = self.chip_x_bits + self.chip_y_bits + self.core_x_bits + self.core_y_bits + self.axon_bits
-        if addr > 30:
-            raise SnnmapError(f"spike address needs {addr} bits; snnmap's destination word holds 30",
+        addr = (self.chip_x_bits + self.chip_y_bits + self.core_x_bits + self.core_y_bits + self.axon_bits
+                + self.bank_bits)
+        if addr > 63:
+            raise SnnmapError(f"spike address needs {addr} bits; snnmap's destination word holds 63",
                               where=where)
+        if self.fanin_max_level > self.bank_bits:
+            raise SnnmapError(f"fanin_max_level={self.fanin_max_level} needs bank_bits >= "
+                              f"{self.fanin_max_level}, got {self.bank_bits}", where=where)
+        if self.neurons_per_core >> self.fanin_max_level < 1:
+            raise SnnmapError(f"fanin_max_level={self.fanin_max_level} leaves no neuron of "
+                              f"neurons_per_core={self.neurons_per_core}", where=where)
         if self.mesh_w > 1 << self.core_x_bits or self.mesh_h > 1 << self.core_y_bits:
             raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh does not fit the core address bits",
                               where=where)
@@ -94,9 +114,9 @@ class ChipSpec:
 
 SG64 = ChipSpec(
     name="sg64", mesh_w=8, mesh_h=8, axons_per_core=1024, neurons_per_core=1024,
-    max_destinations=32, threshold_bits=20, axon_accumulates=True, clock_hz=252e6,
+    fanin_max_level=3, max_destinations=32, threshold_bits=20, axon_accumulates=True, clock_hz=252e6,
     energy_per_sop_j=2.64e-12, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
-    axon_bits=10,
+    axon_bits=10, bank_bits=3,
 )
 
 PRESETS = {"sg64": SG64}

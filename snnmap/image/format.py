@@ -23,6 +23,7 @@ _ENC_BN = ("beta", "gamma", "mean", "var")
 @dataclass
 class CoreImage:
     coord: tuple[int, int, int, int]  # chip_x, chip_y, core_x, core_y
+    level: int  # fan-in level L: each neuron joins 2^L crossbar columns, one per axon bank
     tick: int
     layer: int
     tile: int
@@ -30,7 +31,7 @@ class CoreImage:
     thresholds: np.ndarray  # int32 (Nn,)
     crossbar: np.ndarray  # bool (A, Nn)
     dest_ptr: np.ndarray  # uint32 (Nn + 1,)
-    dest: np.ndarray  # uint32
+    dest: np.ndarray  # uint64
 
     @property
     def axons(self) -> int:
@@ -74,17 +75,17 @@ def image_to_bytes(img: ChipImage) -> bytes:
             **{f"enc.{p}": enc[p].astype(np.float64) for p in _ENC_BN},
             "clf.weights": img.classifier_w.astype(np.float64),
             "clf.bias": img.classifier_b.astype(np.float64),
-            "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint32)}
+            "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint64)}
     sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
     for c in img.cores:
-        hdr = np.array([*c.coord, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
+        hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
         sections.append((b"CORE", pack_arrays({
             "hdr": hdr,
             "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
             "thr": c.thresholds.astype(np.int32),
             "xbar": np.packbits(c.crossbar.ravel(), bitorder="little"),
             "dptr": c.dest_ptr.astype(np.uint32),
-            "dest": c.dest.astype(np.uint32),
+            "dest": c.dest.astype(np.uint64),
         })))
     return pack_container(MAGIC, VERSION, sections)
 
@@ -190,7 +191,7 @@ def _from_sections(sections, where: str) -> ChipImage:
         if not np.isfinite(a).all():
             raise _bad(f"array {name!r} holds a non-finite value", hw)
     host_ptr = _arr(host, "host.ptr", np.uint32, 1, hw)
-    host_dest = _arr(host, "host.dest", np.uint32, 1, hw)
+    host_dest = _arr(host, "host.dest", np.uint64, 1, hw)
     _check_csr(host_ptr, host_dest, n_enc, spec.max_destinations, hw)
 
     cores: list[CoreImage] = []
@@ -200,9 +201,9 @@ def _from_sections(sections, where: str) -> ChipImage:
         cw_ = f"{where}, CORE #{ci}"
         a = unpack_arrays(payload, cw_)
         hdr = _arr(a, "hdr", np.int64, 1, cw_)
-        if hdr.shape != (9,):
-            raise _bad(f"header has {hdr.shape[0]} fields, expected 9", cw_)
-        chip_x, chip_y, core_x, core_y, tick, layer, tile, n_ax, n_nr = (int(v) for v in hdr)
+        if hdr.shape != (10,):
+            raise _bad(f"header has {hdr.shape[0]} fields, expected 10", cw_)
+        chip_x, chip_y, core_x, core_y, level, tick, layer, tile, n_ax, n_nr = (int(v) for v in hdr)
         coord = (chip_x, chip_y, core_x, core_y)
         cw_ = f"{where}, CORE #{ci} at chip ({chip_x},{chip_y}) core ({core_x},{core_y})"
         if not (0 <= chip_x < 1 << spec.chip_x_bits and 0 <= chip_y < 1 << spec.chip_y_bits
@@ -212,9 +213,11 @@ def _from_sections(sections, where: str) -> ChipImage:
             raise _bad(f"same core as CORE #{by_coord[coord]}", cw_)
         if not 1 <= tick <= ticks or layer != tick - 1:
             raise _bad(f"tick {tick} / layer {layer} inconsistent (ticks 1..{ticks})", cw_)
-        if not (0 <= n_ax <= spec.axons_per_core and 0 <= n_nr <= spec.neurons_per_core):
-            raise _bad(f"{n_ax} axons / {n_nr} neurons exceed the core's {spec.axons_per_core} / "
-                       f"{spec.neurons_per_core}", cw_)
+        if not 0 <= level <= spec.fanin_max_level:
+            raise _bad(f"fan-in level {level} is outside 0..{spec.fanin_max_level}", cw_)
+        if not (0 <= n_ax <= spec.axons_at(level) and 0 <= n_nr <= spec.neurons_at(level)):
+            raise _bad(f"{n_ax} axons / {n_nr} neurons exceed the core's {spec.axons_at(level)} / "
+                       f"{spec.neurons_at(level)} at fan-in level {level}", cw_)
         neg = _arr(a, "axon_neg", np.uint8, 1, cw_)
         xbar = _arr(a, "xbar", np.uint8, 1, cw_)
         thr = _arr(a, "thr", np.int32, 1, cw_)
@@ -223,14 +226,14 @@ def _from_sections(sections, where: str) -> ChipImage:
         if ((thr < lo) | (thr > hi)).any():
             raise _bad(f"a threshold is outside {lo}..{hi}", cw_)
         dptr = _arr(a, "dptr", np.uint32, 1, cw_)
-        dest = _arr(a, "dest", np.uint32, 1, cw_)
+        dest = _arr(a, "dest", np.uint64, 1, cw_)
         _check_csr(dptr, dest, n_nr, spec.max_destinations, cw_)
         if set(a) != {"hdr", "axon_neg", "xbar", "thr", "dptr", "dest"}:
             raise _bad(f"unexpected arrays {sorted(set(a))}", cw_)
         sign = np.where(np.unpackbits(neg, count=n_ax, bitorder="little").astype(bool), -1, 1).astype(np.int8)
         cross = np.unpackbits(xbar, count=n_ax * n_nr, bitorder="little").astype(bool).reshape(n_ax, n_nr)
         by_coord[coord] = ci
-        cores.append(CoreImage(coord, tick, layer, tile, sign, thr, cross, dptr, dest))
+        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest))
 
     features = cw.shape[0]
     _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
@@ -262,7 +265,11 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
         return
     if is_host.any():
         raise _bad(f"a neuron at tick {tick} sends to the host before the last tick", where)
-    core_key = (words >> np.uint32(spec.axon_bits)).astype(np.int64)
+    used_bits = (address.core_shift(spec) + spec.core_x_bits + spec.core_y_bits + spec.chip_x_bits
+                 + spec.chip_y_bits)
+    if (words >> np.uint64(used_bits)).any():
+        raise _bad(f"a destination word sets bits above its {used_bits} address bits", where)
+    core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
     uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
     limit = np.zeros(len(uniq), dtype=np.int64)
     for u, f in enumerate(first):

@@ -12,21 +12,23 @@ from snnmap.passes.tiling import Tiling
 
 
 def check_fan_in(g: nx.DiGraph, spec: ChipSpec) -> None:
-    """One neuron's inputs must fit a core's axons (each nonzero weight needs one signed axon)."""
+    """One neuron's inputs must fit a core's axons (each nonzero weight needs one signed axon),
+    with the chip's fan-in extension (2^L combined columns) at its largest."""
+    limit = spec.axons_at(spec.fanin_max_level)
     for name in chip_layers(g):
         proj = g.edges[source_of(g, name), name]["proj"]
         need = np.count_nonzero(proj.weights, axis=(0, 1, 2))
         c = int(np.argmax(need))
-        if need[c] > spec.axons_per_core:
+        if need[c] > limit:
             raise DesignRuleError(
-                f"layer {name!r}, channel {c}: one neuron needs {int(need[c])} axons, over the "
-                f"limit axons_per_core={spec.axons_per_core} (this chip has no fan-in extension)")
+                f"layer {name!r}, channel {c}: one neuron needs {int(need[c])} axons, over the limit "
+                f"axons_per_core={spec.axons_per_core} x 2^fanin_max_level={spec.fanin_max_level} = {limit}")
 
 
 def check_replicas(g: nx.DiGraph, spec: ChipSpec) -> None:
     for name in chip_layers(g):
         n = g.nodes[name]["pop"].replicas
-        if n > spec.neurons_per_core:
+        if n > spec.neurons_per_core:  # level 0 holds the most neurons
             raise DesignRuleError(f"layer {name!r}: {n} replicas per neuron exceed the limit "
                                   f"neurons_per_core={spec.neurons_per_core}")
 
@@ -46,12 +48,12 @@ def check_thresholds(g: nx.DiGraph, spec: ChipSpec) -> None:
 def check_tiles(tiling: Tiling, spec: ChipSpec) -> None:
     for name, tiles in tiling.layers.items():
         for t in tiles:
-            if t.axons > spec.axons_per_core:
+            if t.axons > spec.axons_at(t.level):
                 raise DesignRuleError(f"layer {name!r}, tile {t.index}: {t.axons} axons over the limit "
-                                      f"axons_per_core={spec.axons_per_core}")
-            if t.neurons > spec.neurons_per_core:
+                                      f"axons_per_core={spec.axons_per_core} x 2^{t.level}")
+            if t.neurons > spec.neurons_at(t.level):
                 raise DesignRuleError(f"layer {name!r}, tile {t.index}: {t.neurons} neurons over the "
-                                      f"limit neurons_per_core={spec.neurons_per_core}")
+                                      f"limit neurons_per_core={spec.neurons_per_core} / 2^{t.level}")
 
 
 def check_fan_out(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:

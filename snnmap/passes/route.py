@@ -21,7 +21,7 @@ from snnmap.passes.tiling import Tiling
 @dataclass
 class Routes:
     tile_ptr: list[np.ndarray]  # per tile (all_tiles order): uint32 (neurons + 1,)
-    tile_dest: list[np.ndarray]  # per tile: uint32 destination words
+    tile_dest: list[np.ndarray]  # per tile: uint64 destination words
     host_ptr: np.ndarray  # per encoder ANN neuron
     host_dest: np.ndarray
 
@@ -39,7 +39,7 @@ def _expand(ptr: np.ndarray, words: np.ndarray, neuron_src: np.ndarray) -> tuple
     out_ptr = np.zeros(len(neuron_src) + 1, dtype=np.int64)
     np.cumsum(cnt, out=out_ptr[1:])
     idx = np.repeat(ptr[neuron_src] - out_ptr[:-1], cnt) + np.arange(out_ptr[-1])
-    return out_ptr.astype(np.uint32), words[idx].astype(np.uint32)
+    return out_ptr.astype(np.uint32), words[idx].astype(np.uint64)
 
 
 def route(g: nx.DiGraph, tiling: Tiling, placement: Placement, spec: ChipSpec) -> Routes:
@@ -63,10 +63,10 @@ def route(g: nx.DiGraph, tiling: Tiling, placement: Placement, spec: ChipSpec) -
             if nxt is None:
                 n = t.neurons
                 tile_ptr.append(np.arange(n + 1, dtype=np.uint32))
-                tile_dest.append((address.HOST_FLAG | t.neuron_src.astype(np.uint32)).astype(np.uint32))
+                tile_dest.append(address.host_words(t.neuron_src))
             else:
                 p, d = _expand(*incoming[nxt], t.neuron_src)
                 tile_ptr.append(p)
                 tile_dest.append(d)
     enc_ptr, enc_words = incoming[order[0]]
-    return Routes(tile_ptr, tile_dest, enc_ptr.astype(np.uint32), enc_words.astype(np.uint32))
+    return Routes(tile_ptr, tile_dest, enc_ptr.astype(np.uint32), enc_words.astype(np.uint64))

@@ -24,6 +24,7 @@ class TileShape:
     th: int
     tw: int
     cg: int
+    level: int = 0  # fan-in level: neurons join 2^level crossbar columns
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Tile:
     crossbar: np.ndarray  # bool (A, Nn)
     neuron_src: np.ndarray  # int64 (Nn,): flat index of the ANN neuron in this population
     thresholds: np.ndarray  # int64 (Nn,)
+    level: int = 0
 
     @property
     def axons(self) -> int:
@@ -60,7 +62,7 @@ class Tiling:
 
 
 def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
-               region: tuple[int, int, int, int, int, int]) -> Tile:
+               region: tuple[int, int, int, int, int, int], level: int = 0) -> Tile:
     y0, y1, x0, x1, c0, c1 = region
     H, W, C = src.shape
     oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
@@ -89,24 +91,33 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     chans = np.tile(np.arange(c0, c1), len(oy))
     return Tile(layer=layer, index=index, region=region, axon_src=keys // 2,
                 axon_sign=np.where(keys % 2 == 1, -1, 1).astype(np.int8), crossbar=crossbar,
-                neuron_src=np.repeat(ann, n), thresholds=pop.thresholds[chans].ravel())
+                neuron_src=np.repeat(ann, n), thresholds=pop.thresholds[chans].ravel(), level=level)
 
 
-def _interior_axons(proj: Projection, src_c: int, shape: TileShape, c0: int) -> int:
-    """Exact axon need of a full-size tile away from the borders: the most any tile of it needs."""
-    w = proj.weights[:, :, :, c0:c0 + shape.cg]
-    s = proj.stride
-    ph, pw = (shape.th - 1) * s + proj.kh, (shape.tw - 1) * s + proj.kw
-    total = 0
-    for mask in (np.any(w > 0, axis=3), np.any(w < 0, axis=3)):
-        rows = np.zeros((ph, proj.kw, src_c), dtype=bool)
-        for dy in range(shape.th):
-            rows[dy * s:dy * s + proj.kh] |= mask
-        patch = np.zeros((ph, pw, src_c), dtype=bool)
-        for dx in range(shape.tw):
-            patch[:, dx * s:dx * s + proj.kw] |= rows
-        total += int(patch.sum())
-    return total
+def _group_masks(proj: Projection, cg: int) -> np.ndarray:
+    """(2, n_groups, kh, kw, c_in): which inputs of a kernel window carry a +1 / -1 weight into
+    each channel group (the signed axons one output position of the group needs)."""
+    w = proj.weights
+    oc = w.shape[3]
+    n_groups = -(-oc // cg)
+    pad = n_groups * cg - oc
+    wg = np.concatenate([w, np.zeros((*w.shape[:3], pad), w.dtype)], axis=3) if pad else w
+    wg = wg.reshape(*w.shape[:3], n_groups, cg)
+    return np.stack([np.moveaxis((wg > 0).any(axis=4), 3, 0), np.moveaxis((wg < 0).any(axis=4), 3, 0)])
+
+
+def _interior_axons(masks: np.ndarray, stride: int, th: int, tw: int) -> int:
+    """Exact axon need of the worst full-size tile away from the borders (the most any tile of
+    this shape needs): the union of th x tw shifted kernel windows, per sign, max over groups."""
+    _, n_groups, kh, kw, cin = masks.shape
+    ph, pw = (th - 1) * stride + kh, (tw - 1) * stride + kw
+    rows = np.zeros((2, n_groups, ph, kw, cin), dtype=bool)
+    for dy in range(th):
+        rows[:, :, dy * stride:dy * stride + kh] |= masks
+    patch = np.zeros((2, n_groups, ph, pw, cin), dtype=bool)
+    for dx in range(tw):
+        patch[:, :, :, dx * stride:dx * stride + kw] |= rows
+    return int(patch.sum(axis=(0, 2, 3, 4)).max())
 
 
 def _fan_out_bound(proj: Projection, out_hw: tuple[int, int], th: int, tw: int, n_groups: int) -> int:
@@ -120,57 +131,73 @@ def _fan_out_bound(proj: Projection, out_hw: tuple[int, int], th: int, tw: int, 
     return rows * cols * n_groups * 2
 
 
+def fan_in(proj: Projection) -> int:
+    """Axons one neuron needs at most: one signed axon per nonzero weight."""
+    return int(np.count_nonzero(proj.weights, axis=(0, 1, 2)).max(initial=0))
+
+
+def min_level(pop: Population, proj: Projection, spec: ChipSpec) -> int | None:
+    """Smallest fan-in level at which one neuron's inputs and replicas fit a core, or None."""
+    need = fan_in(proj)
+    for level in range(spec.fanin_max_level + 1):
+        if need <= spec.axons_at(level) and pop.replicas <= spec.neurons_at(level):
+            return level
+    return None
+
+
 def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
                  deadline: Deadline | None = None) -> TileShape:
-    """Fewest tiles, then fewest axons; when the deadline passes, the best shape found so far."""
+    """Fewest tiles, then the lowest fan-in level, then fewest axons; when the deadline passes,
+    the best shape found so far."""
     OH, OW, OC = pop.shape
     n = pop.replicas
-    per_core = spec.neurons_per_core // n
-    if per_core < 1:
-        raise DesignRuleError(f"layer {pop.name!r}: one neuron's {n} replicas exceed the core's "
-                              f"{spec.neurons_per_core} neurons (limit neurons_per_core)")
+    lo = min_level(pop, proj, spec)
+    if lo is None:
+        raise DesignRuleError(f"layer {pop.name!r}: one neuron needs {fan_in(proj)} axons and {n} replicas, "
+                              f"over the limits axons_per_core={spec.axons_per_core} x 2^{spec.fanin_max_level} "
+                              f"/ neurons_per_core={spec.neurons_per_core}")
     best = None
     least_fan_out = 1 << 62
-    groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
+
     def out_of_time() -> bool:
         return best is not None and deadline is not None and deadline.expired()
 
-    for cg in groups:
-        if out_of_time():
-            break
-        if cg > per_core:
-            continue
-        n_groups = -(-OC // cg)
-        for th in range(1, OH + 1):
-            if th * cg > per_core:
-                break
+    groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
+    for level in range(lo, spec.fanin_max_level + 1):
+        per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
+        for cg in groups:
             if out_of_time():
                 break
-            for tw in range(1, OW + 1):
-                if th * tw * cg > per_core or out_of_time():
+            if cg > per_core:
+                continue
+            n_groups = -(-OC // cg)
+            masks = _group_masks(proj, cg)
+            for th in range(1, OH + 1):
+                if th * cg > per_core or out_of_time():
                     break
-                tiles = -(-OH // th) * -(-OW // tw) * n_groups
-                if best is not None and tiles > best[0]:
-                    continue
-                fan_out = _fan_out_bound(proj, (OH, OW), th, tw, n_groups)
-                if fan_out > spec.max_destinations:
-                    least_fan_out = min(least_fan_out, fan_out)
-                    continue
-                shape = TileShape(th, tw, cg)
-                need = max(_interior_axons(proj, src.shape[2], shape, g * cg) for g in range(n_groups))
-                if need > spec.axons_per_core:
-                    break  # wider tiles only need more
-                cand = (tiles, need, -th * tw, shape)
-                if best is None or cand[:3] < best[:3]:
-                    best = cand
+                for tw in range(1, OW + 1):
+                    if th * tw * cg > per_core or out_of_time():
+                        break
+                    tiles = -(-OH // th) * -(-OW // tw) * n_groups
+                    if best is not None and tiles > best[0]:
+                        continue
+                    fan_out = _fan_out_bound(proj, (OH, OW), th, tw, n_groups)
+                    if fan_out > spec.max_destinations:
+                        least_fan_out = min(least_fan_out, fan_out)
+                        continue
+                    need = _interior_axons(masks, proj.stride, th, tw)
+                    if need > axon_cap:
+                        break  # wider tiles only need more
+                    cand = (tiles, level, need, -th * tw, TileShape(th, tw, cg, level))
+                    if best is None or cand[:4] < best[:4]:
+                        best = cand
     if best is None and least_fan_out < 1 << 62:
         raise DesignRuleError(f"layer {pop.name!r}: every tile shape that fits a core makes one input "
                               f"neuron of layer {src.name!r} feed {least_fan_out} or more axons, over the "
                               f"limit max_destinations={spec.max_destinations}")
     if best is None:
-        raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits (even one neuron with its "
-                              f"replicas exceeds axons_per_core={spec.axons_per_core})")
-    return best[3]
+        raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits a core")
+    return best[4]
 
 
 def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> dict[str, TileShape]:
@@ -199,7 +226,7 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape]) -> Tiling:
                 for x0 in range(0, OW, shape.tw):
                     region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
                               c0, min(c0 + shape.cg, OC))
-                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region))
+                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level))
         layers[name] = tiles
     return Tiling(layers, dict(shapes))
 

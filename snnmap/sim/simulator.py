@@ -36,7 +36,7 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
     if host:
         dst = np.zeros(len(words), dtype=np.int64)
     else:
-        ckey = (words >> np.uint32(spec.axon_bits)).astype(np.int64)
+        ckey = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
         uniq, inv = np.unique(ckey, return_inverse=True)
         dst = np.array([key_to_dst[int(u)] for u in uniq], dtype=np.int64)[inv] if len(uniq) else ckey
     order = np.lexsort((low, dst))
@@ -76,7 +76,7 @@ class Simulator:
 
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
-            return int(address.encode(spec, cx, cy, x, y, 0)) >> spec.axon_bits
+            return int(address.encode(spec, cx, cy, x, y, 0)) >> address.core_shift(spec)
 
         # inbound plans for every tick's cores, from the previous tick's sources
         self.inbound: list[list[_Inbound]] = [[]]
