@@ -95,7 +95,9 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
 @click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
 @click.option("--time-limit", type=float, default=None,
               help="Seconds the searching passes may take (default: no limit).")
-def compile_cmd(model, output, chip, quiet, as_json, time_limit):
+@click.option("--tiling", type=click.Choice(["locality", "baseline"]), default="locality", show_default=True,
+              help="locality: tiles cut to their receptive fields; baseline: every core takes the whole input map.")
+def compile_cmd(model, output, chip, quiet, as_json, time_limit, tiling):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -109,22 +111,32 @@ def compile_cmd(model, output, chip, quiet, as_json, time_limit):
     from snnmap.report import format_table
 
     spec = load_chip(chip)
-    result = compile_model(load_model(model), spec, time_limit=time_limit)
+    result = compile_model(load_model(model), spec, time_limit=time_limit, tiling=tiling)
     write_image(result.image, output)
     img = result.image
     chips = result.placement.chips
-    summary = {"image": output, "chip": spec.name, "chips": chips, "cores": len(img.cores),
-               "cores_available": chips * spec.cores_per_chip, "layers": result.layer_table(),
-               "timings_s": result.timings}
+    layers = result.layer_table()
+    bound = sum(r["bound"] for r in layers)
+    baseline = None if any(r["baseline"] is None for r in layers) else sum(r["baseline"] for r in layers)
+    summary = {"image": output, "chip": spec.name, "tiling": tiling, "chips": chips, "cores": len(img.cores),
+               "cores_available": chips * spec.cores_per_chip, "cores_lower_bound": bound,
+               "cores_baseline": baseline, "layers": layers, "timings_s": result.timings}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
-        click.echo(format_table(summary["layers"], [
-            ("layer", "layer", ""), ("tile_shape", "tile", ""), ("tiles", "cores", "d"),
-            ("neurons", "neurons", "d"), ("axons", "axons", "d"), ("synapses", "synapses", "d"),
-            ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%")]))
+        for r in layers:
+            r["neurons_of"] = f"{r['neurons']}/{r['neurons_available']}"
+            r["axons_of"] = f"{r['axons']}/{r['axons_available']}"
+            r["baseline_s"] = "-" if r["baseline"] is None else str(r["baseline"])
+        click.echo(format_table(layers, [
+            ("layer", "layer", ""), ("tile_shape", "tile", ""), ("fanin_level", "L", "d"), ("tiles", "cores", "d"),
+            ("bound", "bound", "d"), ("baseline_s", "baseline", ""), ("neurons_of", "neurons used/avail", ""),
+            ("axons_of", "axons used/avail", ""), ("neuron_util", "neuron util", ".1%"),
+            ("axon_util", "axon util", ".1%")]))
         board = f"a board of {chips} {spec.name} chips in a row" if chips > 1 else f"one {spec.name} chip"
+        base = "cannot map every layer" if baseline is None else f"{baseline} cores"
         click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.cores_per_chip} cores available); "
+                   f"lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: {base}; "
                    f"{img.ticks} ticks per image")
         click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
         click.echo(f"wrote {output}")

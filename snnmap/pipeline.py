@@ -17,7 +17,9 @@ from snnmap.model import QuantModel
 from snnmap.passes import drc
 from snnmap.passes.place import Placement, place_sequential
 from snnmap.passes.route import Routes, route
-from snnmap.passes.tiling import Tiling, choose_shapes, cut_tiles
+from snnmap.errors import DesignRuleError, SnnmapError
+from snnmap.passes.bounds import LayerBound, layer_bounds
+from snnmap.passes.tiling import Tiling, baseline_shape, choose_shapes, cut_tiles
 
 
 @dataclass
@@ -25,14 +27,21 @@ class CompileResult:
     image: ChipImage
     tiling: Tiling
     placement: Placement
+    bounds: list[LayerBound]
     timings: dict[str, float] = field(default_factory=dict)
 
     def layer_table(self) -> list[dict]:
         spec = self.image.spec
         rows = []
+        bounds = {b.layer: b for b in self.bounds}
         for name, tiles in self.tiling.layers.items():
             sh = self.tiling.shapes[name]
+            b = bounds[name]
             rows.append({
+                "bound": b.bound, "neuron_bound": b.neuron_bound, "axon_bound": b.axon_bound,
+                "baseline": b.baseline,
+                "axons_available": len(tiles) * spec.axons_at(sh.level),
+                "neurons_available": len(tiles) * spec.neurons_at(sh.level),
                 "layer": name, "tile_shape": f"{sh.th}x{sh.tw}x{sh.cg}", "fanin_level": sh.level,
                 "tiles": len(tiles),
                 "neurons": sum(t.neurons for t in tiles), "axons": sum(t.axons for t in tiles),
@@ -50,29 +59,53 @@ def _timer(timings: dict, name: str):
     timings[name] = time.perf_counter() - t0
 
 
-def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None) -> CompileResult:
-    """time_limit bounds the searching passes (tile shapes); the fixed passes always complete."""
+TILINGS = ("locality", "baseline")
+
+
+def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
+                  tiling: str = "locality") -> CompileResult:
+    """time_limit bounds the searching passes (tile shapes); the fixed passes always complete.
+    tiling 'baseline' gives every core of a layer the layer's whole input map (for comparison)."""
+    if tiling not in TILINGS:
+        raise SnnmapError(f"unknown tiling {tiling!r}; choose one of {', '.join(TILINGS)}")
     deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):
         g = convert(model)
     with _timer(timings, "drc (layers)"):
         drc.check_before_tiling(g, spec)
+    with _timer(timings, "bounds"):
+        bounds = layer_bounds(g, spec)
     with _timer(timings, "tile shapes"):
-        shapes = choose_shapes(g, spec, deadline)
+        if tiling == "baseline":
+            shapes = _baseline_shapes(g, bounds, spec)
+        else:
+            shapes = choose_shapes(g, spec, deadline)
     with _timer(timings, "cut tiles"):
-        tiling = cut_tiles(g, shapes)
+        tiles_by_layer = cut_tiles(g, shapes, whole_input=tiling == "baseline")
     with _timer(timings, "drc (tiles)"):
-        drc.check_before_placement(g, tiling, spec)
+        drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)
-    tiles = tiling.all_tiles(order)
+    tiles = tiles_by_layer.all_tiles(order)
     with _timer(timings, "place"):
         placement = place_sequential(tiles, spec)
     with _timer(timings, "route"):
-        routes = route(g, tiling, placement, spec)
+        routes = route(g, tiles_by_layer, placement, spec)
     with _timer(timings, "assemble image"):
-        image = assemble(model, g, order, tiling, placement, routes, spec)
-    return CompileResult(image, tiling, placement, timings)
+        image = assemble(model, g, order, tiles_by_layer, placement, routes, spec)
+    return CompileResult(image, tiles_by_layer, placement, bounds, timings)
+
+
+def _baseline_shapes(g, bounds: list[LayerBound], spec: ChipSpec) -> dict:
+    shapes = {}
+    for b in bounds:
+        shape = baseline_shape(g.nodes[b.layer]["pop"], b.signed_inputs, spec)
+        if shape is None:
+            raise DesignRuleError(f"layer {b.layer!r}: the whole input map needs {b.signed_inputs} axons, over "
+                                  f"the limit axons_per_core={spec.axons_per_core} x 2^{spec.fanin_max_level} "
+                                  f"(baseline tiling)")
+        shapes[b.layer] = shape
+    return shapes
 
 
 def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: Placement,

@@ -62,7 +62,10 @@ class Tiling:
 
 
 def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
-               region: tuple[int, int, int, int, int, int], level: int = 0) -> Tile:
+               region: tuple[int, int, int, int, int, int], level: int = 0,
+               universe: np.ndarray | None = None) -> Tile:
+    """Build one tile; with `universe` (sorted axon keys src*2 + negative), the tile configures
+    exactly those axons whether it uses them or not (the whole-input-map baseline)."""
     y0, y1, x0, x1, c0, c1 = region
     H, W, C = src.shape
     oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
@@ -78,7 +81,10 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     p_idx, k_idx, c_idx = np.nonzero(live)
     wv = w[k_idx, c_idx]
     key = src_flat[p_idx, k_idx] * 2 + (wv < 0)
-    keys, axon_of = np.unique(key, return_inverse=True)
+    if universe is None:
+        keys, axon_of = np.unique(key, return_inverse=True)
+    else:
+        keys, axon_of = universe, np.searchsorted(universe, key)
     n = pop.replicas
     cg = c1 - c0
     n_neurons = len(oy) * cg * n
@@ -210,8 +216,41 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
     return shapes
 
 
-def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape]) -> Tiling:
-    """The fixed half: cut every layer by its shape and build each tile's axons and crossbar."""
+def axon_universe(src: Population, proj: Projection) -> np.ndarray:
+    """Sorted keys (src * 2 + negative) of every signed axon some neuron of the layer needs."""
+    H, W, C = src.shape
+    out_h = (H + 2 * proj.padding - proj.kh) // proj.stride + 1
+    out_w = (W + 2 * proj.padding - proj.kw) // proj.stride + 1
+    masks = _group_masks(proj, proj.weights.shape[3])[:, 0]  # (2, kh, kw, C)
+    ph, pw = (out_h - 1) * proj.stride + proj.kh, (out_w - 1) * proj.stride + proj.kw
+    used = np.zeros((2, max(ph, H + proj.padding), max(pw, W + proj.padding), C), dtype=bool)
+    for oy in range(out_h):
+        for ox in range(out_w):
+            y, x = oy * proj.stride, ox * proj.stride
+            used[:, y:y + proj.kh, x:x + proj.kw] |= masks
+    used = used[:, proj.padding:proj.padding + H, proj.padding:proj.padding + W]
+    sign, iy, ix, ci = np.nonzero(used)
+    return np.sort(((iy * W + ix) * C + ci) * 2 + sign)
+
+
+def baseline_shape(pop: Population, n_axons: int, spec: ChipSpec) -> TileShape | None:
+    """Whole-input-map tiling (the public PAICORE toolchain's way): every tile of a layer
+    configures all the layer's axons, so only the neuron count decides the tile; None when the
+    whole input does not fit a core at any fan-in level."""
+    OH, OW, OC = pop.shape
+    for level in range(spec.fanin_max_level + 1):
+        per_core = spec.neurons_at(level) // pop.replicas
+        if n_axons <= spec.axons_at(level) and per_core >= 1:
+            cg = min(OC, per_core)
+            tw = min(OW, per_core // cg)
+            th = min(OH, per_core // (cg * tw))
+            return TileShape(th, tw, cg, level)
+    return None
+
+
+def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], whole_input: bool = False) -> Tiling:
+    """The fixed half: cut every layer by its shape and build each tile's axons and crossbar
+    (with whole_input, every tile configures the layer's whole input map: the baseline)."""
     layers = {}
     for name in chip_layers(g):
         pop: Population = g.nodes[name]["pop"]
@@ -219,6 +258,7 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape]) -> Tiling:
         src: Population = g.nodes[src_name]["pop"]
         proj: Projection = g.edges[src_name, name]["proj"]
         shape = shapes[name]
+        universe = axon_universe(src, proj) if whole_input else None
         OH, OW, OC = pop.shape
         tiles = []
         for c0 in range(0, OC, shape.cg):
@@ -226,7 +266,7 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape]) -> Tiling:
                 for x0 in range(0, OW, shape.tw):
                     region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
                               c0, min(c0 + shape.cg, OC))
-                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level))
+                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe))
         layers[name] = tiles
     return Tiling(layers, dict(shapes))
 
