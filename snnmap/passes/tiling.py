@@ -68,30 +68,43 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     exactly those axons whether it uses them or not (the whole-input-map baseline)."""
     y0, y1, x0, x1, c0, c1 = region
     H, W, C = src.shape
+    s, p = proj.stride, proj.padding
+    # the tile's input patch, clipped to the map; keys are numbered inside it, then made global
+    py0, px0 = max(y0 * s - p, 0), max(x0 * s - p, 0)
+    py1, px1 = min((y1 - 1) * s - p + proj.kh, H), min((x1 - 1) * s - p + proj.kw, W)
+    ph, pw = py1 - py0, px1 - px0
     oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
     oy, ox = oy.ravel(), ox.ravel()
     ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
     ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
-    iy = oy[:, None] * proj.stride - proj.padding + ky[None, :]
-    ix = ox[:, None] * proj.stride - proj.padding + kx[None, :]
+    iy = oy[:, None] * s - p + ky[None, :]
+    ix = ox[:, None] * s - p + kx[None, :]
     valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
-    src_flat = (iy * W + ix) * C + ci[None, :]
+    local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
     w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
     live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
     p_idx, k_idx, c_idx = np.nonzero(live)
-    wv = w[k_idx, c_idx]
-    key = src_flat[p_idx, k_idx] * 2 + (wv < 0)
+    key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
     if universe is None:
-        keys, axon_of = np.unique(key, return_inverse=True)
+        present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
+        present[key] = True
+        lkeys = np.flatnonzero(present)
+        lpos, neg = np.divmod(lkeys, 2)
+        lrc, lc = np.divmod(lpos, C)
+        ly, lx = np.divmod(lrc, pw)
+        keys = (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg
+        axon_of = np.cumsum(present)[key] - 1
     else:
-        keys, axon_of = universe, np.searchsorted(universe, key)
+        lpos, neg = np.divmod(key, 2)
+        lrc, lc = np.divmod(lpos, C)
+        ly, lx = np.divmod(lrc, pw)
+        keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
     n = pop.replicas
     cg = c1 - c0
     n_neurons = len(oy) * cg * n
-    crossbar = np.zeros((len(keys), n_neurons), dtype=bool)
-    col = (p_idx * cg + c_idx) * n
-    for r in range(n):
-        crossbar[axon_of, col + r] = True
+    base = np.zeros((len(keys), n_neurons // n), dtype=bool)
+    base[axon_of, p_idx * cg + c_idx] = True
+    crossbar = np.repeat(base, n, axis=1)  # replicas share every synapse
     OW, OC = pop.shape[1], pop.shape[2]
     ann = ((oy[:, None] * OW + ox[:, None]) * OC + np.arange(c0, c1)[None, :]).ravel()
     chans = np.tile(np.arange(c0, c1), len(oy))
