@@ -151,7 +151,13 @@ def compile_cmd(model, output, chip, quiet, as_json, time_limit, tiling):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1 << 20),
               help="Images simulated at once.")
-def simulate_cmd(image, inputs, output, as_json, batch):
+@click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Lose each spike of --drop-layer's output with this probability.")
+@click.option("--drop-layer", default="encoder", show_default=True, help="Layer whose output spikes --drop loses.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spike losses.")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+              help="npz to write: spikes per core per image (trace), each core's tick and coordinates.")
+def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, trace):
     """Run a configuration image on a batch of inputs, bit-exactly.
 
     \b
@@ -168,8 +174,11 @@ def simulate_cmd(image, inputs, output, as_json, batch):
     from snnmap.sim.simulator import Simulator
 
     img = read_image(image)
+    ticks = {"encoder": 0, **{lay["name"]: lay["tick"] for lay in img.layers}}
+    if drop_layer not in ticks:
+        raise SnnmapError(f"--drop-layer {drop_layer!r} is not a layer of the image ({', '.join(ticks)})")
     x, y = load_inputs(inputs, img.input_shape)
-    out = Simulator(img).run(x, batch=batch)
+    out = Simulator(img).run(x, batch=batch, drop={ticks[drop_layer]: drop}, seed=seed, trace=trace is not None)
     n = len(x)
     res = {"images": n,
            "spikes_per_image": float(out["spikes"].mean()) if n else 0.0,
@@ -180,6 +189,13 @@ def simulate_cmd(image, inputs, output, as_json, batch):
     if y is not None:
         res["accuracy"] = float((out["pred"] == y).mean()) if n else None
         res["correct"] = int((out["pred"] == y).sum())
+    if drop > 0:
+        res["drop"] = {"p": drop, "layer": drop_layer, "seed": seed}
+    if trace:
+        buf = io.BytesIO()
+        np.savez(buf, trace=out["trace"], core_tick=np.array([c.tick for c in img.cores], np.int64),
+                 core_coord=np.array([c.coord for c in img.cores], np.int64).reshape(-1, 4))
+        write_bytes_atomic(trace, buf.getvalue())
     if output:
         buf = io.BytesIO()
         np.savez(buf, pred=out["pred"].astype(np.int64), logits=out["logits"].astype(np.float64))

@@ -141,3 +141,24 @@ def test_help_shows_examples():
     for cmd in ("import-tl", "compile", "simulate", "report"):
         p = run(cmd, "--help")
         assert p.returncode == 0 and "Example" in p.stdout
+
+
+def test_simulate_drop_and_trace(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    x = np.random.default_rng(0).integers(0, 256, (12, 8, 8)).astype(np.uint8)
+    np.savez(tmp_path / "in.npz", x=x)
+    results = []
+    for _ in range(2):
+        p = run("simulate", img, "--input", tmp_path / "in.npz", "--json", "--drop", "0.3", "--seed", "4",
+                "--trace", tmp_path / "trace.npz")
+        assert p.returncode == 0, p.stderr
+        results.append(json.loads(p.stdout))
+    assert results[0] == results[1] and results[0]["drop"] == {"p": 0.3, "layer": "encoder", "seed": 4}
+    with np.load(tmp_path / "trace.npz") as f:
+        assert f["trace"].shape[0] == 12 and f["core_coord"].shape[1] == 4
+        assert f["trace"].sum(axis=1).mean() == pytest.approx(results[0]["spikes_per_image"])
+    line = assert_clean_failure(run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "0.1",
+                                    "--drop-layer", "nope"))
+    assert "nope" in line
+    assert run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "1.5").returncode == 2

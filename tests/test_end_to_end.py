@@ -53,3 +53,35 @@ def test_image_simulation_equals_reference(spec, model, seed):
     assert np.array_equal(out["pred"], ref["pred"])
     np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-12)
     assert np.array_equal(out["spikes"], sum(c.reshape(len(x), -1).sum(axis=1) for c in ref["counts"][1:]))
+    fast = Simulator(img).run(x, batch=7)  # without recording, the grouped fast paths run
+    for key in ("pred", "logits", "spikes", "sops", "layer_spikes"):
+        assert np.array_equal(fast[key], out[key]), key
+
+
+def test_spike_drop_is_seeded_and_batch_independent():
+    from test_image import small_model
+
+    model = small_model()
+    img = compile_model(model, SG64).image
+    x = np.random.default_rng(5).integers(0, 256, (40, 8, 8)).astype(np.uint8)
+    sim = Simulator(img)
+    clean = sim.run(x)
+    a = sim.run(x, batch=7, drop={0: 0.3}, seed=11)
+    b = sim.run(x, batch=40, drop={0: 0.3}, seed=11)
+    c = sim.run(x, batch=40, drop={0: 0.3}, seed=12)
+    assert np.array_equal(a["logits"], b["logits"]) and np.array_equal(a["spikes"], b["spikes"])
+    assert not np.array_equal(a["spikes"], c["spikes"])
+    assert not np.array_equal(a["layer_spikes"], clean["layer_spikes"])
+    all_lost = sim.run(x, drop={1: 1.0})  # nothing of layer 1 arrives: layer 2 sees no input
+    assert np.array_equal(sim.run(x, drop={0: 0.0})["logits"], clean["logits"])
+    assert all_lost["layer_spikes"][0].sum() == clean["layer_spikes"][0].sum()
+
+
+def test_trace_counts_spikes_per_core():
+    from test_image import small_model
+
+    img = compile_model(small_model(), SG64).image
+    x = np.random.default_rng(6).integers(0, 256, (9, 8, 8)).astype(np.uint8)
+    out = Simulator(img).run(x, trace=True, batch=4)
+    assert out["trace"].shape == (9, len(img.cores))
+    assert np.array_equal(out["trace"].sum(axis=1), out["spikes"])

@@ -56,8 +56,69 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
 
 def _gather(plan: _Inbound, spikes: np.ndarray) -> np.ndarray:
     out = np.zeros((plan.size, spikes.shape[1]), dtype=np.float32)
-    if len(plan.src):
+    if len(plan.src) == len(plan.starts):  # one source per axon: a plain gather
+        out[plan.axons] = spikes[plan.src]
+    elif len(plan.src):
         out[plan.axons] = np.add.reduceat(spikes[plan.src], plan.starts, axis=0)
+    return out
+
+
+@dataclass
+class _CorePlan:
+    """One core, computed once per distinct crossbar column, emitting counts per source group.
+
+    Neurons with identical columns (the replicas of an ANN neuron) share one potential; neurons
+    with identical columns and identical destination lists form a group whose spikes add up at
+    every destination, so they travel as one count. Both are read off the image, bit for bit.
+    """
+
+    weights: np.ndarray  # float32 (U, A): distinct signed columns, transposed
+    column: np.ndarray  # (Nn,) distinct column of each neuron
+    thr: np.ndarray  # float32 (Nn, 1)
+    order: np.ndarray  # neurons sorted by group
+    group_starts: np.ndarray  # start of each group's run in order
+    uniform: int  # k > 0: groups are consecutive runs of k neurons (replicas side by side)
+    shared: bool  # and each group is exactly one distinct column
+    group_ptr: np.ndarray  # (G + 1,) destination CSR per group
+    group_dest: np.ndarray
+    row_syn: np.ndarray  # float32 (A,) synapses per axon, for synaptic-operation counts
+
+
+def _core_plan(c) -> _CorePlan:
+    # axon signs are per row, so two neurons compute the same potential iff their columns match
+    packed = np.packbits(c.crossbar.T, axis=1)
+    columns: dict[bytes, int] = {}
+    column = np.array([columns.setdefault(row.tobytes(), len(columns)) for row in packed], dtype=np.int64)
+    first_of = np.zeros(len(columns), dtype=np.int64)
+    first_of[column[::-1]] = np.arange(len(column))[::-1]
+    uniq = c.crossbar.T[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
+    counts = np.diff(c.dest_ptr.astype(np.int64))
+    dests = [c.dest[a:b].tobytes() for a, b in zip(c.dest_ptr[:-1].astype(np.int64), c.dest_ptr[1:].astype(np.int64))]
+    keys = {}
+    group = np.array([keys.setdefault((int(col), d), len(keys)) for col, d in zip(column, dests)], dtype=np.int64)
+    order = np.argsort(group, kind="stable")
+    g_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
+    first = order[starts]  # a representative neuron of each group
+    g_ptr = np.zeros(len(first) + 1, dtype=np.int64)
+    np.cumsum(counts[first], out=g_ptr[1:])
+    g_dest = np.concatenate([c.dest[int(c.dest_ptr[n]):int(c.dest_ptr[n + 1])] for n in first]) \
+        if len(first) else np.zeros(0, np.uint64)
+    sizes = np.diff(np.r_[starts, len(order)])
+    uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
+        np.array_equal(order, np.arange(len(order))) else 0
+    shared = bool(uniform) and len(columns) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
+                     g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32))
+
+
+def _thin(counts: np.ndarray, p: float, seed: int, tick: int, first: int) -> np.ndarray:
+    """Keep each of `counts` spikes with probability 1 - p, drawn per image from (seed, tick, index)."""
+    out = np.empty_like(counts)
+    c = counts.astype(np.int64)
+    for i in range(counts.shape[1]):
+        rng = np.random.default_rng((seed, tick, first + i))
+        out[:, i] = rng.binomial(c[:, i], 1.0 - p)
     return out
 
 
@@ -70,15 +131,13 @@ class Simulator:
             self.by_tick[c.tick].append(i)
         if any(not self.by_tick[t] for t in range(1, img.ticks + 1)):
             raise SnnmapError("image has a tick with no core configured to run", where="image")
-        self.weights = [(c.crossbar * c.axon_sign[:, None]).astype(np.float32).T.copy() for c in img.cores]
-        self.thr = [c.thresholds.astype(np.float32)[:, None] for c in img.cores]
-        self.row_syn = [c.crossbar.sum(axis=1).astype(np.float32) for c in img.cores]
+        self.cores = [_core_plan(c) for c in img.cores]
 
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
             return int(address.encode(spec, cx, cy, x, y, 0)) >> address.core_shift(spec)
 
-        # inbound plans for every tick's cores, from the previous tick's sources
+        # inbound plans for every tick's cores, from the previous tick's source groups
         self.inbound: list[list[_Inbound]] = [[]]
         for t in range(1, img.ticks + 1):
             dsts = self.by_tick[t]
@@ -94,10 +153,10 @@ class Simulator:
             return self.img.host_ptr, self.img.host_dest
         ptrs, words, base = [np.zeros(1, np.int64)], [], 0
         for i in self.by_tick[tick]:
-            c = self.img.cores[i]
-            ptrs.append(c.dest_ptr[1:].astype(np.int64) + base)
-            words.append(c.dest)
-            base += len(c.dest)
+            plan = self.cores[i]
+            ptrs.append(plan.group_ptr[1:] + base)
+            words.append(plan.group_dest)
+            base += len(plan.group_dest)
         return np.concatenate(ptrs), np.concatenate(words)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
@@ -114,7 +173,12 @@ class Simulator:
         oh, ow = (H - kh) // s + 1, (W - kw) // s + 1
         win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::s, ::s]
         cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)
-        u = (cols @ w.reshape(-1, cout)).reshape(n, oh * ow * cout)
+        # taps summed in a fixed order, so an image's result never depends on the batch it is in
+        wk = w.reshape(-1, cout)
+        u = np.zeros((n * oh * ow, cout))
+        for tap in range(wk.shape[0]):
+            u += cols[:, tap:tap + 1] * wk[tap]
+        u = u.reshape(n, oh * ow * cout)
         gamma, beta = np.tile(enc["gamma"], oh * ow), np.tile(enc["beta"], oh * ow)
         mean, std = np.tile(enc["mean"], oh * ow), np.tile(np.sqrt(enc["var"] + enc["eps"]), oh * ow)
         y = np.clip(gamma * (u - mean) / std + beta, 0.0, float(img.B)) * float(1 << img.k)
@@ -123,11 +187,17 @@ class Simulator:
             counts += y >= i + 0.5
         return counts.T.copy()
 
-    def run(self, x: np.ndarray, batch: int = 1000, record: bool = False) -> dict:
+    def run(self, x: np.ndarray, batch: int = 1000, record: bool = False, drop: dict[int, float] | None = None,
+            seed: int = 0, trace: bool = False) -> dict:
         """Predictions, logits, spikes and synaptic operations per image.
 
-        With record=True also `core_spikes`: per core, a (neurons, images) uint8 array of spikes.
+        record=True adds `core_spikes`: per core, a (neurons, images) uint8 array of spikes.
+        drop={tick: p} loses each spike sent at that tick (0: the encoder's output, t: the layer
+        running at tick t) independently with probability p; the draws depend only on seed, tick
+        and image index, so results do not depend on the batch size.
+        trace=True adds `trace`: (images, cores) spikes each core emitted (at its one tick).
         """
+        drop = {int(t): float(p) for t, p in (drop or {}).items() if p > 0}
         img = self.img
         x = np.asarray(x)
         if x.ndim == 3:
@@ -140,25 +210,51 @@ class Simulator:
         sops = np.zeros(n)
         layer_spikes = np.zeros((img.ticks, n))
         recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
+        traced = np.zeros((n, len(img.cores)), dtype=np.int64) if trace else None
         for s0 in range(0, n, batch):
             xb = x[s0:s0 + batch].astype(np.float64)
             prev = self.encode(xb)
+            if 0 in drop:
+                prev = _thin(prev, drop[0], seed, 0, s0)
             for t in range(1, img.ticks + 1):
                 outs = []
                 for j, ci in enumerate(self.by_tick[t]):
+                    plan = self.cores[ci]
                     ev = _gather(self.inbound[t][j], prev)
-                    v = self.weights[ci] @ ev
-                    outs.append((v >= self.thr[ci]).astype(np.float32))
+                    v = plan.weights @ ev  # (U, batch): one potential per distinct column
+                    if plan.shared and not record:  # group g = column g = neurons g*k .. g*k+k-1
+                        k = plan.uniform
+                        fired = v[:, None, :] >= plan.thr.reshape(-1, k, 1)
+                        outs.append(fired.sum(axis=1, dtype=np.float32))
+                        sops[s0:s0 + len(xb)] += plan.row_syn @ ev
+                        if trace:
+                            traced[s0:s0 + len(xb), ci] = outs[-1].sum(axis=0)
+                        continue
+                    fired = v[plan.column] >= plan.thr  # (Nn, batch)
                     if record:
-                        recorded[ci].append(outs[-1].astype(np.uint8))
-                    sops[s0:s0 + len(xb)] += self.row_syn[ci] @ ev
-                prev = np.concatenate(outs, axis=0)
+                        recorded[ci].append(fired.astype(np.uint8))
+                    if plan.uniform:
+                        outs.append(fired.reshape(-1, plan.uniform, fired.shape[1]).sum(axis=1, dtype=np.float32))
+                    elif len(plan.order):
+                        outs.append(np.add.reduceat(fired[plan.order].astype(np.float32), plan.group_starts,
+                                                    axis=0))
+                    sops[s0:s0 + len(xb)] += plan.row_syn @ ev
+                    if trace:
+                        traced[s0:s0 + len(xb), ci] = fired.sum(axis=0)
+                prev = np.concatenate(outs, axis=0) if outs else np.zeros((0, len(xb)), np.float32)
                 layer_spikes[t - 1, s0:s0 + len(xb)] = prev.sum(axis=0)
+                if t in drop:
+                    prev = _thin(prev, drop[t], seed, t, s0)
             feats = _gather(self.readout, prev).astype(np.float64) / float(1 << img.k)
-            logits[s0:s0 + len(xb)] = feats.T @ img.classifier_w + img.classifier_b
+            out = np.broadcast_to(img.classifier_b, (len(xb), len(img.classifier_b))).copy()
+            for f in range(feats.shape[0]):  # fixed order: independent of the batch size
+                out += feats[f][:, None] * img.classifier_w[f]
+            logits[s0:s0 + len(xb)] = out
             spikes[s0:s0 + len(xb)] = layer_spikes[:, s0:s0 + len(xb)].sum(axis=0)
         out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
                "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes}
+        if trace:
+            out["trace"] = traced
         if record:
             out["core_spikes"] = [np.concatenate(r, axis=1) if r else np.zeros((c.neurons, 0), np.uint8)
                                   for r, c in zip(recorded, img.cores)]
