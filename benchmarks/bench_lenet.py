@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--chip", default="sg64")
+    ap.add_argument("--drop", type=float, nargs="*", default=[0.1, 0.2])
     a = ap.parse_args()
     shared = Path(a.shared)
     model = import_tl(shared / "reference" / "sg_lenet_mnist_k1_B2.npz", ARCH, 1, 2, 1 / 256)
@@ -54,6 +55,10 @@ def main() -> None:
     print(f"accuracy {float((out['pred'] == y).mean()):.4f}; predictions equal to reference: "
           f"{bool(np.array_equal(out['pred'], ref['pred']))}; spikes/image {out['spikes'].mean():.1f}; "
           f"SOPs/image {out['sops'].mean():.0f}")
+    sim = Simulator(img)
+    for p in a.drop:
+        noisy = sim.run(x, drop={0: p}, seed=0)
+        print(f"encoder spikes lost with p={p}: accuracy {float((noisy['pred'] == y).mean()):.4f} (seed 0)")
 
 
 if __name__ == "__main__":
