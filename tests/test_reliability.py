@@ -116,3 +116,12 @@ def test_time_limit_must_be_positive(tmp_path, lenet_like_file, limit):
                         "--time-limit", limit], capture_output=True, text=True)
     assert p.returncode == 2 and "time-limit" in p.stderr and "Traceback" not in p.stderr
     assert not out.exists()
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic.write_bytes_atomic(tmp_path / "out.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644
