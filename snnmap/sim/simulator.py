@@ -84,30 +84,52 @@ class _CorePlan:
     row_syn: np.ndarray  # float32 (A,) synapses per axon, for synaptic-operation counts
 
 
+def _row_ids(rows: np.ndarray) -> np.ndarray:
+    """Ids of equal rows (numbered by first appearance), exact: a multiplicative hash groups the
+    rows, a comparison with each group's first row confirms it, np.unique settles any collision."""
+    n = rows.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    raw = np.ascontiguousarray(rows).view(np.uint8).reshape(n, -1)
+    pad = -raw.shape[1] % 8
+    words = np.concatenate([raw, np.zeros((n, pad), np.uint8)], axis=1).view(np.uint64) if pad else raw.view(np.uint64)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = (words * mult[None, :]).sum(axis=1, dtype=np.uint64)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    if not (raw == raw[first[inv]]).all():
+        _, first, inv = np.unique(raw, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inv.ravel()]
+
+
 def _core_plan(c) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    packed = np.packbits(c.crossbar.T, axis=1)
-    columns: dict[bytes, int] = {}
-    column = np.array([columns.setdefault(row.tobytes(), len(columns)) for row in packed], dtype=np.int64)
-    first_of = np.zeros(len(columns), dtype=np.int64)
+    column = _row_ids(np.packbits(c.crossbar.T, axis=1))
+    n_cols = int(column.max()) + 1 if len(column) else 0
+    first_of = np.zeros(n_cols, dtype=np.int64)
     first_of[column[::-1]] = np.arange(len(column))[::-1]
     uniq = c.crossbar.T[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
-    counts = np.diff(c.dest_ptr.astype(np.int64))
-    dests = [c.dest[a:b].tobytes() for a, b in zip(c.dest_ptr[:-1].astype(np.int64), c.dest_ptr[1:].astype(np.int64))]
-    keys = {}
-    group = np.array([keys.setdefault((int(col), d), len(keys)) for col, d in zip(column, dests)], dtype=np.int64)
+    ptr = c.dest_ptr.astype(np.int64)
+    counts = np.diff(ptr)
+    width = int(counts.max()) if len(counts) else 0
+    padded = np.zeros((c.neurons, width + 2), dtype=np.uint64)  # column id, count, words...
+    padded[:, 0], padded[:, 1] = column, counts
+    pos = np.arange(len(c.dest)) - np.repeat(ptr[:-1], counts)
+    padded[np.repeat(np.arange(c.neurons), counts), pos + 2] = c.dest
+    group = _row_ids(padded)
     order = np.argsort(group, kind="stable")
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
     first = order[starts]  # a representative neuron of each group
     g_ptr = np.zeros(len(first) + 1, dtype=np.int64)
     np.cumsum(counts[first], out=g_ptr[1:])
-    g_dest = np.concatenate([c.dest[int(c.dest_ptr[n]):int(c.dest_ptr[n + 1])] for n in first]) \
-        if len(first) else np.zeros(0, np.uint64)
+    take = np.repeat(ptr[first], counts[first]) + np.arange(int(g_ptr[-1])) - np.repeat(g_ptr[:-1], counts[first])
+    g_dest = c.dest[take] if len(take) else np.zeros(0, np.uint64)
     sizes = np.diff(np.r_[starts, len(order)])
     uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
         np.array_equal(order, np.arange(len(order))) else 0
-    shared = bool(uniform) and len(columns) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    shared = bool(uniform) and n_cols == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
                      g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32))
 
