@@ -186,6 +186,19 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
            "spikes_per_layer_per_image": {lay["name"]: float(out["layer_spikes"][i].mean()) if n else 0.0
                                           for i, lay in enumerate(img.layers)},
            "ticks": img.ticks, "cores": len(img.cores)}
+    if n:
+        res.update({
+            "latency_ms_per_image": float(out["latency_s"].mean() * 1e3),
+            "energy_mj_per_image": float(out["energy_j"].mean() * 1e3),
+            "throughput_images_per_s": float(1.0 / out["period_s"].mean()),
+            "energy_breakdown_mj_per_image": {
+                "synaptic_operations": float(out["energy_sop_j"].mean() * 1e3),
+                "packet_hops": float(out["energy_hop_j"].mean() * 1e3),
+                "static": float((out["energy_j"] - out["energy_sop_j"] - out["energy_hop_j"]).mean() * 1e3)},
+            "tick_ms": [float(v) for v in out["tick_s"].mean(axis=1) * 1e3],
+            "per_core": [{"chip": list(c.coord[:2]), "core": list(c.coord[2:]), "layer": img.layers[c.layer]["name"],
+                          "spikes_per_image": float(v)} for c, v in zip(img.cores, out["core_spikes_per_image"])],
+        })
     if y is not None:
         res["accuracy"] = float((out["pred"] == y).mean()) if n else None
         res["correct"] = int((out["pred"] == y).sum())
@@ -206,6 +219,10 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
         acc = f", accuracy {res['accuracy']:.4f} ({res['correct']}/{n})" if y is not None and n else ""
         click.echo(f"{n} images{acc}; {res['spikes_per_image']:.1f} spikes and "
                    f"{res['sops_per_image']:.0f} synaptic operations per image")
+        if n:
+            click.echo(f"modeled on {img.spec.name}: {res['latency_ms_per_image']:.3f} ms and "
+                       f"{res['energy_mj_per_image']:.3f} mJ per image, {res['throughput_images_per_s']:.0f} "
+                       f"images/s pipelined (docs/chips.md: the model and its constants)")
 
 
 @cli.command("report")

@@ -20,3 +20,27 @@ def test_row_ids_match_exact_grouping(rows):
     if len(rows):  # numbered by first appearance
         firsts = [ids[i] for i in range(len(rows)) if ids[i] not in ids[:i]]
         assert firsts == list(range(len(firsts)))
+
+
+def test_cost_model_adds_up_and_follows_its_constants():
+    from dataclasses import replace
+
+    from snnmap.chip.spec import SG64
+    from snnmap.pipeline import compile_model
+    from snnmap.sim import Simulator
+
+    from test_image import small_model
+
+    image = compile_model(small_model(), SG64).image
+    x = np.random.default_rng(2).integers(0, 256, (6, 8, 8)).astype(np.uint8)
+    base = Simulator(image).run(x)
+    assert (base["latency_s"] > 0).all() and (base["period_s"] <= base["latency_s"]).all()
+    assert np.allclose(base["latency_s"], base["tick_s"].sum(axis=0))
+    static = base["energy_j"] - base["energy_sop_j"] - base["energy_hop_j"]
+    assert np.allclose(static, SG64.static_power_w * base["period_s"])  # one chip
+    assert np.allclose(base["energy_sop_j"], SG64.energy_per_sop_j * base["sops"])
+    image.spec = replace(SG64, cycles_per_event=2 * SG64.cycles_per_event, static_power_w=0.0)
+    slower = Simulator(image).run(x)
+    assert (slower["latency_s"] > base["latency_s"]).all()
+    assert np.allclose(slower["energy_j"], base["energy_sop_j"] + base["energy_hop_j"])
+    assert np.array_equal(slower["pred"], base["pred"])  # the model never changes results

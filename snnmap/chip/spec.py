@@ -20,6 +20,14 @@ class ChipSpec:
     axon_accumulates: bool  # events arriving at one axon in one tick add up (replicas share axons)
     clock_hz: float
     energy_per_sop_j: float
+    # latency and energy model (docs/chips.md: which are the paper's, assumed, or calibrated)
+    cycles_per_event: float  # a core reads one crossbar row per input event
+    cycles_per_neuron: float  # threshold and fire, per neuron per tick
+    cycles_per_packet: float  # a router port serializes one packet
+    cycles_per_hop: float  # router latency per mesh hop
+    chip_link_hops: int  # a chip-to-chip link costs this many mesh hops
+    energy_per_hop_j: float  # one packet over one hop
+    static_power_w: float  # per chip
     chip_x_bits: int
     chip_y_bits: int
     core_x_bits: int
@@ -110,12 +118,26 @@ class ChipSpec:
                               "(replicas would need their own axons)", where=where)
         if not (self.clock_hz > 0 and self.energy_per_sop_j >= 0):
             raise SnnmapError("clock_hz must be > 0 and energy_per_sop_j >= 0", where=where)
+        for name in ("cycles_per_event", "cycles_per_neuron", "cycles_per_packet", "cycles_per_hop",
+                     "energy_per_hop_j", "static_power_w"):
+            v = getattr(self, name)
+            if not (0 <= v < 1e12):
+                raise SnnmapError(f"chip spec field {name!r} = {v} must be a finite number >= 0", where=where)
+        if not 1 <= self.chip_link_hops <= 1 << 16:
+            raise SnnmapError(f"chip_link_hops = {self.chip_link_hops} is out of range 1..65536", where=where)
 
+
+# Fitted so that the published LeNet's modeled figures equal the paper's 0.38 ms and 0.28 mJ per
+# image on MNIST (benchmarks/calibrate_cost.py prints them; docs/chips.md explains).
+CALIBRATED_CYCLES_PER_EVENT = 4.1783
+CALIBRATED_STATIC_POWER_W = 0.4965
 
 SG64 = ChipSpec(
     name="sg64", mesh_w=8, mesh_h=8, axons_per_core=1024, neurons_per_core=1024,
     fanin_max_level=3, max_destinations=32, threshold_bits=20, axon_accumulates=True, clock_hz=252e6,
-    energy_per_sop_j=2.64e-12, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
+    energy_per_sop_j=2.64e-12, cycles_per_event=CALIBRATED_CYCLES_PER_EVENT, cycles_per_neuron=1.0,
+    cycles_per_packet=1.0, cycles_per_hop=1.0, chip_link_hops=8, energy_per_hop_j=1e-12,
+    static_power_w=CALIBRATED_STATIC_POWER_W, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
     axon_bits=10, bank_bits=3,
 )
 

@@ -82,6 +82,10 @@ class _CorePlan:
     group_ptr: np.ndarray  # (G + 1,) destination CSR per group
     group_dest: np.ndarray
     row_syn: np.ndarray  # float32 (A,) synapses per axon, for synaptic-operation counts
+    fanout: np.ndarray  # float32 (G,) packets one spike of each group sends
+    hops: np.ndarray  # float32 (G,) mesh hops those packets travel, summed
+    max_hops: float  # the longest route out of this core
+    neurons: int
 
 
 def _row_ids(rows: np.ndarray) -> np.ndarray:
@@ -103,7 +107,21 @@ def _row_ids(rows: np.ndarray) -> np.ndarray:
     return rank[inv.ravel()]
 
 
-def _core_plan(c) -> _CorePlan:
+def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
+    """Hops of every destination list (X then Y over the board's global grid; a chip-to-chip link
+    counts chip_link_hops), summed per list, and the longest single route."""
+    is_host, cx, cy, x, y, _ = address.decode(spec, words)
+    gx, gy = cx * spec.mesh_w + x, cy * spec.mesh_h + y
+    sx, sy = src_xy
+    crossings = np.abs(cx - sx // spec.mesh_w) + np.abs(cy - sy // spec.mesh_h)
+    h = 1 + np.abs(gx - sx) + np.abs(gy - sy) + crossings * (spec.chip_link_hops - 1)
+    h = np.where(is_host, 1 + sx + sy, h).astype(np.float64)  # the host port sits beside core (0, 0)
+    owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    sums = np.bincount(owner, weights=h, minlength=len(ptr) - 1)
+    return sums.astype(np.float32), float(h.max(initial=0))
+
+
+def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
     column = _row_ids(np.packbits(c.crossbar.T, axis=1))
     n_cols = int(column.max()) + 1 if len(column) else 0
@@ -130,8 +148,31 @@ def _core_plan(c) -> _CorePlan:
     uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
         np.array_equal(order, np.arange(len(order))) else 0
     shared = bool(uniform) and n_cols == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    xy = (c.coord[0] * spec.mesh_w + c.coord[2], c.coord[1] * spec.mesh_h + c.coord[3])
+    hop_sums, max_hops = _route_lengths(spec, xy, g_dest, g_ptr)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
-                     g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32))
+                     g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32),
+                     np.diff(g_ptr).astype(np.float32), hop_sums, max_hops, c.neurons)
+
+
+def cost_model(spec, chips: int, tick_cycles: np.ndarray, sops: np.ndarray, hops: np.ndarray) -> dict:
+    """Latency, throughput and energy per image from the simulated activity.
+
+    Tick t lasts as long as its slowest core: input events read crossbar rows, neurons fire,
+    packets leave through the core's router port, the longest route is walked; tick 0 is the host
+    link carrying the encoder's spikes. One image takes the sum of its ticks; with layers
+    pipelined a new image enters every tick, so throughput is set by the longest tick. Energy:
+    synaptic operations, packet hops, and every chip's static power over the time one image
+    occupies the board.
+    """
+    if tick_cycles.shape[1] == 0:
+        return {"latency_s": np.zeros(0), "energy_j": np.zeros(0), "tick_s": np.zeros(0)}
+    tick_s = tick_cycles / spec.clock_hz
+    latency = tick_s.sum(axis=0)
+    period = tick_s.max(axis=0)
+    energy = spec.energy_per_sop_j * sops + spec.energy_per_hop_j * hops + spec.static_power_w * chips * period
+    return {"latency_s": latency, "period_s": period, "energy_j": energy, "tick_s": tick_s,
+            "energy_sop_j": spec.energy_per_sop_j * sops, "energy_hop_j": spec.energy_per_hop_j * hops}
 
 
 def _thin(counts: np.ndarray, p: float, seed: int, tick: int, first: int) -> np.ndarray:
@@ -153,7 +194,11 @@ class Simulator:
             self.by_tick[c.tick].append(i)
         if any(not self.by_tick[t] for t in range(1, img.ticks + 1)):
             raise SnnmapError("image has a tick with no core configured to run", where="image")
-        self.cores = [_core_plan(c) for c in img.cores]
+        self.cores = [_core_plan(c, spec) for c in img.cores]
+        hptr = img.host_ptr.astype(np.int64)
+        self.host_fanout = np.diff(hptr).astype(np.float32)
+        # host packets enter beside core (0, 0): route lengths from there
+        self.host_hops = _route_lengths(spec, (0, 0), img.host_dest, hptr)[0]
 
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
@@ -233,48 +278,63 @@ class Simulator:
         layer_spikes = np.zeros((img.ticks, n))
         recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
         traced = np.zeros((n, len(img.cores)), dtype=np.int64) if trace else None
+        tick_cycles = np.zeros((img.ticks + 1, n))  # per tick: slowest core + its routing
+        hops = np.zeros(n)
+        core_total = np.zeros(len(img.cores))
+        spec = img.spec
         for s0 in range(0, n, batch):
             xb = x[s0:s0 + batch].astype(np.float64)
+            nb = len(xb)
             prev = self.encode(xb)
             if 0 in drop:
                 prev = _thin(prev, drop[0], seed, 0, s0)
+            # the host link serializes every packet of the encoder's output
+            tick_cycles[0, s0:s0 + nb] = spec.cycles_per_packet * (self.host_fanout @ prev)
+            hops[s0:s0 + nb] += self.host_hops @ prev
             for t in range(1, img.ticks + 1):
                 outs = []
+                slowest = np.zeros(nb)
                 for j, ci in enumerate(self.by_tick[t]):
                     plan = self.cores[ci]
                     ev = _gather(self.inbound[t][j], prev)
                     v = plan.weights @ ev  # (U, batch): one potential per distinct column
                     if plan.shared and not record:  # group g = column g = neurons g*k .. g*k+k-1
-                        k = plan.uniform
-                        fired = v[:, None, :] >= plan.thr.reshape(-1, k, 1)
-                        outs.append(fired.sum(axis=1, dtype=np.float32))
-                        sops[s0:s0 + len(xb)] += plan.row_syn @ ev
-                        if trace:
-                            traced[s0:s0 + len(xb), ci] = outs[-1].sum(axis=0)
-                        continue
-                    fired = v[plan.column] >= plan.thr  # (Nn, batch)
-                    if record:
-                        recorded[ci].append(fired.astype(np.uint8))
-                    if plan.uniform:
-                        outs.append(fired.reshape(-1, plan.uniform, fired.shape[1]).sum(axis=1, dtype=np.float32))
-                    elif len(plan.order):
-                        outs.append(np.add.reduceat(fired[plan.order].astype(np.float32), plan.group_starts,
-                                                    axis=0))
-                    sops[s0:s0 + len(xb)] += plan.row_syn @ ev
+                        fired = v[:, None, :] >= plan.thr.reshape(-1, plan.uniform, 1)
+                        counts = fired.sum(axis=1, dtype=np.float32)
+                    else:
+                        fired = v[plan.column] >= plan.thr  # (Nn, batch)
+                        if record:
+                            recorded[ci].append(fired.astype(np.uint8))
+                        if plan.uniform:
+                            counts = fired.reshape(-1, plan.uniform, nb).sum(axis=1, dtype=np.float32)
+                        else:
+                            counts = np.add.reduceat(fired[plan.order].astype(np.float32), plan.group_starts, axis=0) \
+                                if len(plan.order) else np.zeros((0, nb), np.float32)
+                    outs.append(counts)
+                    sops[s0:s0 + nb] += plan.row_syn @ ev
+                    core_total[ci] += counts.sum()
                     if trace:
-                        traced[s0:s0 + len(xb), ci] = fired.sum(axis=0)
-                prev = np.concatenate(outs, axis=0) if outs else np.zeros((0, len(xb)), np.float32)
-                layer_spikes[t - 1, s0:s0 + len(xb)] = prev.sum(axis=0)
+                        traced[s0:s0 + nb, ci] = counts.sum(axis=0)
+                    packets = plan.fanout @ counts
+                    hops[s0:s0 + nb] += plan.hops @ counts
+                    core = (spec.cycles_per_event * ev.sum(axis=0) + spec.cycles_per_neuron * plan.neurons
+                            + spec.cycles_per_packet * packets + spec.cycles_per_hop * plan.max_hops)
+                    np.maximum(slowest, core, out=slowest)
+                tick_cycles[t, s0:s0 + nb] = slowest
+                prev = np.concatenate(outs, axis=0) if outs else np.zeros((0, nb), np.float32)
+                layer_spikes[t - 1, s0:s0 + nb] = prev.sum(axis=0)
                 if t in drop:
                     prev = _thin(prev, drop[t], seed, t, s0)
             feats = _gather(self.readout, prev).astype(np.float64) / float(1 << img.k)
-            out = np.broadcast_to(img.classifier_b, (len(xb), len(img.classifier_b))).copy()
+            res = np.broadcast_to(img.classifier_b, (nb, len(img.classifier_b))).copy()
             for f in range(feats.shape[0]):  # fixed order: independent of the batch size
-                out += feats[f][:, None] * img.classifier_w[f]
-            logits[s0:s0 + len(xb)] = out
-            spikes[s0:s0 + len(xb)] = layer_spikes[:, s0:s0 + len(xb)].sum(axis=0)
+                res += feats[f][:, None] * img.classifier_w[f]
+            logits[s0:s0 + nb] = res
+            spikes[s0:s0 + nb] = layer_spikes[:, s0:s0 + nb].sum(axis=0)
         out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
-               "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes}
+               "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes,
+               "core_spikes_per_image": core_total / max(n, 1),
+               **cost_model(spec, len({c.coord[:2] for c in img.cores}), tick_cycles, sops, hops)}
         if trace:
             out["trace"] = traced
         if record:
