@@ -227,30 +227,105 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
 
 @cli.command("report")
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--cores", is_flag=True, help="One row per core as well.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def report_cmd(image, cores, as_json):
-    """Core utilization of an image: per layer, and per core with --cores.
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--cores", is_flag=True, help="One row per core as well (text and json).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="File to write (required for html; default: standard output).")
+@click.option("--sim", "sim_path", type=click.Path(dir_okay=False), default=None,
+              help="JSON summary from `snnmap simulate --json`: adds accuracy, latency, energy and link loads.")
+def report_cmd(image, fmt, as_json, cores, output, sim_path):
+    """Core utilization of an image: per layer, per core with --cores, or an HTML page.
 
     \b
     Example:
       snnmap report lenet.snnimg --cores
+      snnmap simulate lenet.snnimg --input images.npz --json > sim.json
+      snnmap report lenet.snnimg --format html --sim sim.json -o report.html
     """
     from snnmap.image.format import read_image
+    from snnmap.io.atomic import write_bytes_atomic
     from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, summary
 
-    s = summary(read_image(image))
-    if as_json:
+    fmt = "json" if as_json else fmt
+    if fmt == "html" and not output:
+        raise SnnmapError("--format html needs -o FILE.html")
+    img = read_image(image)
+    sim = None
+    if sim_path:
+        try:
+            with open(sim_path, encoding="utf-8") as f:
+                sim = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SnnmapError(f"cannot read simulation summary: {e}", where=sim_path) from None
+        if not isinstance(sim, dict):
+            raise SnnmapError("simulation summary is not a JSON object", where=sim_path)
+    if fmt == "html":
+        from snnmap.report_html import render
+
+        text = render(img, sim)
+    elif fmt == "json":
+        s = summary(img)
         if not cores:
             s.pop("per_core")
-        click.echo(json.dumps(s, indent=2))
-        return
-    click.echo(f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s); "
-               f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses; {s['ticks']} ticks")
-    click.echo(format_table(s["layers"], LAYER_COLUMNS))
-    if cores:
-        click.echo()
-        click.echo(format_table(s["per_core"], CORE_COLUMNS))
+        text = json.dumps(s, indent=2)
+    else:
+        s = summary(img)
+        bound = f"; lower bound {s['cores_lower_bound']}" if s.get("cores_lower_bound") else ""
+        lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){bound}; "
+                 f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses; {s['ticks']} ticks",
+                 format_table([{**r, "bound": "" if r["bound"] is None else r["bound"]} for r in s["layers"]],
+                              LAYER_COLUMNS)]
+        if cores:
+            lines += ["", format_table(s["per_core"], CORE_COLUMNS)]
+        text = "\n".join(lines)
+    if output:
+        write_bytes_atomic(output, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
+@cli.command("inspect")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--core", "core", default=None, help="Core to disassemble: X,Y on chip (0,0), or CX,CY,X,Y.")
+def inspect_cmd(image, core):
+    """The image's sections, sizes and checksum, and one core disassembled.
+
+    \b
+    Example:
+      snnmap inspect lenet.snnimg --core 0,0
+    """
+    import hashlib
+    from pathlib import Path
+
+    from snnmap.image.format import MAGIC, VERSION, read_image
+    from snnmap.inspect import disassemble
+    from snnmap.io.container import parse_container
+
+    raw = Path(image).read_bytes() if Path(image).is_file() else b""
+    img = read_image(image)
+    _, sections = parse_container(raw, MAGIC, {VERSION}, "snnmap image", image)
+    counts: dict[str, list[int]] = {}
+    for tag, payload in sections:
+        counts.setdefault(tag, []).append(len(payload))
+    click.echo(f"{image}: snnmap image v{VERSION}, {len(raw)} bytes, sha256 {hashlib.sha256(raw[:-32]).hexdigest()}")
+    click.echo(f"chip {img.spec.name}; {len(img.cores)} cores; k={img.k} B={img.B}; input {img.input_shape}; "
+               f"{img.ticks} ticks")
+    for tag, sizes in counts.items():
+        click.echo(f"  {tag}: {len(sizes)} section(s), {sum(sizes)} bytes")
+    if core is not None:
+        try:
+            parts = [int(v) for v in core.split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (2, 4):
+            raise SnnmapError(f"--core {core!r} is not X,Y or CX,CY,X,Y")
+        coord = tuple(parts) if len(parts) == 4 else (0, 0, *parts)
+        match = [c for c in img.cores if c.coord == coord]
+        if not match:
+            raise SnnmapError(f"core {coord} is not configured in this image")
+        click.echo(disassemble(img, match[0]))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         routes = route(g, tiles_by_layer, placement, spec)
     with _timer(timings, "assemble image"):
         image = assemble(model, g, order, tiles_by_layer, placement, routes, spec)
+    image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
+    image.info["tiling"] = tiling
     return CompileResult(image, tiles_by_layer, placement, bounds, timings)
 
 

@@ -15,9 +15,10 @@ def core_rows(img: ChipImage) -> list[dict]:
             "layer": img.layers[c.layer]["name"], "tile": c.tile, "tick": c.tick,
             "axons": c.axons, "neurons": c.neurons, "synapses": syn,
             "destinations": int(len(c.dest)),
-            "axon_util": c.axons / spec.axons_per_core,
-            "neuron_util": c.neurons / spec.neurons_per_core,
-            "synapse_util": syn / (spec.axons_per_core * spec.neurons_per_core),
+            "level": c.level,
+            "axon_util": c.axons / spec.axons_at(c.level),
+            "neuron_util": c.neurons / spec.neurons_at(c.level),
+            "synapse_util": syn / (spec.axons_at(c.level) * spec.neurons_at(c.level)),
         })
     return rows
 
@@ -29,14 +30,25 @@ def layer_rows(img: ChipImage, cores: list[dict] | None = None) -> list[dict]:
     for lay in img.layers:
         mine = [r for r in cores if r["layer"] == lay["name"]]
         n = len(mine)
+        bound = _bounds(img).get(lay["name"], {})
         out.append({
             "layer": lay["name"], "tick": lay["tick"], "shape": lay["shape"], "cores": n,
+            "bound": bound.get("bound"), "baseline": bound.get("baseline"),
             "axons": sum(r["axons"] for r in mine), "neurons": sum(r["neurons"] for r in mine),
             "synapses": sum(r["synapses"] for r in mine),
-            "axon_util": sum(r["axons"] for r in mine) / (n * spec.axons_per_core) if n else 0.0,
-            "neuron_util": sum(r["neurons"] for r in mine) / (n * spec.neurons_per_core) if n else 0.0,
+            "axon_util": sum(r["axons"] for r in mine) / sum(spec.axons_at(r["level"]) for r in mine) if n else 0.0,
+            "neuron_util": sum(r["neurons"] for r in mine) / sum(spec.neurons_at(r["level"]) for r in mine)
+            if n else 0.0,
         })
     return out
+
+
+def _bounds(img: ChipImage) -> dict:
+    """Per-layer core bounds the compiler stored in the image's info (absent in hand-made images)."""
+    b = img.info.get("bounds") if isinstance(img.info, dict) else None
+    if not isinstance(b, dict):
+        return {}
+    return {k: v for k, v in b.items() if isinstance(v, dict) and isinstance(v.get("bound"), int)}
 
 
 def summary(img: ChipImage) -> dict:
@@ -46,6 +58,7 @@ def summary(img: ChipImage) -> dict:
             "cores_available": len(chips) * img.spec.cores_per_chip,
             "neurons": sum(r["neurons"] for r in cores), "axons": sum(r["axons"] for r in cores),
             "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks,
+            "cores_lower_bound": sum(v["bound"] for v in _bounds(img).values()) or None,
             "layers": layer_rows(img, cores), "per_core": cores}
 
 
@@ -61,7 +74,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-LAYER_COLUMNS = [("layer", "layer", ""), ("cores", "cores", "d"), ("neurons", "neurons", "d"),
+LAYER_COLUMNS = [("layer", "layer", ""), ("cores", "cores", "d"), ("bound", "bound", ""), ("neurons", "neurons", "d"),
                  ("axons", "axons", "d"), ("synapses", "synapses", "d"),
                  ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%")]
 CORE_COLUMNS = [("chip", "chip", ""), ("core", "core", ""), ("layer", "layer", ""), ("tile", "tile", "d"),

@@ -162,3 +162,53 @@ def test_simulate_drop_and_trace(tmp_path, model_file):
                                     "--drop-layer", "nope"))
     assert "nope" in line
     assert run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "1.5").returncode == 2
+
+
+def test_report_html_json_and_inspect(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    np.savez(tmp_path / "in.npz", x=np.random.default_rng(1).integers(0, 256, (5, 8, 8)).astype(np.uint8))
+    p = run("simulate", img, "--input", tmp_path / "in.npz", "--json")
+    (tmp_path / "sim.json").write_text(p.stdout)
+    page = tmp_path / "r.html"
+    p = run("report", img, "--format", "html", "--sim", tmp_path / "sim.json", "-o", page)
+    assert p.returncode == 0, p.stderr
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<svg" in text and "conv1" in text
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+    assert text.count('class="core"') == json.loads(run("report", img, "--format", "json").stdout)["cores"]
+    assert "latency per image" in text and "packets per image" in text
+    summary = json.loads(text.split('id="summary">')[1].split("</script>")[0].replace("&quot;", '"'))
+    assert summary["chip"] == "sg64" and summary["layers"][0]["layer"] == "conv1"
+    assert_clean_failure(run("report", img, "--format", "html"))  # needs -o
+    (tmp_path / "bad.json").write_text("{nope")
+    assert_clean_failure(run("report", img, "--format", "html", "--sim", tmp_path / "bad.json", "-o", page))
+    p = run("inspect", img, "--core", "0,0")
+    assert p.returncode == 0 and "sha256" in p.stdout and "crossbar" in p.stdout and "threshold" in p.stdout
+    assert "not configured" in assert_clean_failure(run("inspect", img, "--core", "7,7"))
+    assert_clean_failure(run("inspect", img, "--core", "a,b"))
+
+
+def test_report_json_schema(tmp_path, model_file):
+    """The JSON report has the documented fields and types (docs/report.md)."""
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    s = json.loads(run("report", img, "--format", "json", "--cores").stdout)
+    top = {"chip": str, "chips": int, "cores": int, "cores_available": int, "neurons": int, "axons": int,
+           "synapses": int, "ticks": int, "layers": list, "per_core": list}
+    for k, t in top.items():
+        assert isinstance(s[k], t), k
+    assert s["cores_lower_bound"] is None or isinstance(s["cores_lower_bound"], int)
+    layer = {"layer": str, "tick": int, "shape": list, "cores": int, "axons": int, "neurons": int,
+             "synapses": int, "axon_util": float, "neuron_util": float}
+    for r in s["layers"]:
+        for k, t in layer.items():
+            assert isinstance(r[k], t), k
+        assert 0 <= r["axon_util"] <= 1 and 0 <= r["neuron_util"] <= 1
+    core = {"chip": list, "core": list, "layer": str, "tile": int, "tick": int, "level": int, "axons": int,
+            "neurons": int, "synapses": int, "destinations": int, "axon_util": float, "neuron_util": float,
+            "synapse_util": float}
+    for r in s["per_core"]:
+        for k, t in core.items():
+            assert isinstance(r[k], t), k
+    assert sum(r["cores"] for r in s["layers"]) == s["cores"] == len(s["per_core"])

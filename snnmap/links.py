@@ -1,0 +1,40 @@
+"""Mesh link loads of an image: every destination routed X then Y over the board's global grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnmap.chip import address
+from snnmap.image.format import ChipImage
+
+
+def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(H, V): H[y, x] packets per image on the link between cores (x, y) and (x+1, y), V[y, x] on
+    the link between (x, y) and (x, y+1), over the board's global grid (chips side by side).
+
+    Without weights every destination counts once (routes); with per_core_weight (spikes per image
+    of each core) a destination carries its core's spikes divided evenly among its neurons.
+    """
+    spec = img.spec
+    chips_x = 1 + max((c.coord[0] for c in img.cores), default=0)
+    chips_y = 1 + max((c.coord[1] for c in img.cores), default=0)
+    W, Hh = chips_x * spec.mesh_w, chips_y * spec.mesh_h
+    hd = np.zeros((Hh, W + 1))
+    vd = np.zeros((Hh + 1, W))
+    for i, c in enumerate(img.cores):
+        if len(c.dest) == 0:
+            continue
+        is_host, cx, cy, x, y, _ = address.decode(spec, c.dest)
+        keep = ~is_host
+        if not keep.any():
+            continue
+        w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
+        sx, sy = c.coord[0] * spec.mesh_w + c.coord[2], c.coord[1] * spec.mesh_h + c.coord[3]
+        dx, dy = (cx * spec.mesh_w + x)[keep], (cy * spec.mesh_h + y)[keep]
+        lo, hi = np.minimum(sx, dx), np.maximum(sx, dx)
+        np.add.at(hd, (np.full_like(lo, sy), lo), w)
+        np.add.at(hd, (np.full_like(hi, sy), hi), -w)
+        lo, hi = np.minimum(sy, dy), np.maximum(sy, dy)
+        np.add.at(vd, (lo, dx), w)
+        np.add.at(vd, (hi, dx), -w)
+    return np.cumsum(hd, axis=1)[:, :W - 1], np.cumsum(vd, axis=0)[:Hh - 1, :]
