@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from snnmap.sim.simulator import _row_ids
+from snnmap.rows import row_ids as _row_ids
 
 
 @settings(max_examples=200, deadline=None)

@@ -14,6 +14,7 @@ from snnmap.errors import SnnmapError
 from snnmap.io.arrays import pack_arrays, unpack_arrays
 from snnmap.io.atomic import write_bytes_atomic
 from snnmap.io.container import pack_container, parse_container, read_container
+from snnmap.rows import csr_ids, row_ids
 
 MAGIC = b"SNNMAPIM"
 VERSION = 1
@@ -79,13 +80,28 @@ def image_to_bytes(img: ChipImage) -> bytes:
     sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
     for c in img.cores:
         hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
+        cols = row_ids(np.packbits(c.crossbar.T, axis=1)) if c.neurons else np.zeros(0, np.int64)
+        col_first = np.zeros(int(cols.max()) + 1 if len(cols) else 0, dtype=np.int64)
+        col_first[cols[::-1]] = np.arange(len(cols))[::-1]
+        # replicas share their destination list: store each distinct list once
+        lists = csr_ids(c.dest_ptr, c.dest)
+        first = np.zeros(int(lists.max()) + 1 if len(lists) else 0, dtype=np.int64)
+        first[lists[::-1]] = np.arange(len(lists))[::-1]
+        ptr = c.dest_ptr.astype(np.int64)
+        counts = ptr[first + 1] - ptr[first]
+        lptr = np.zeros(len(first) + 1, dtype=np.int64)
+        np.cumsum(counts, out=lptr[1:])
+        take = np.repeat(ptr[first] - lptr[:-1], counts) + np.arange(int(lptr[-1]))
         sections.append((b"CORE", pack_arrays({
             "hdr": hdr,
             "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
             "thr": c.thresholds.astype(np.int32),
-            "xbar": np.packbits(c.crossbar.ravel(), bitorder="little"),
-            "dptr": c.dest_ptr.astype(np.uint32),
-            "dest": c.dest.astype(np.uint64),
+            # replicas share their crossbar column: store each distinct column once
+            "xcol": cols.astype(np.uint32),
+            "xbar": np.packbits(c.crossbar.T[col_first].ravel(), bitorder="little"),
+            "dlist": lists.astype(np.uint32),
+            "dptr": lptr.astype(np.uint32),
+            "dest": c.dest[take].astype(np.uint64),
         })))
     return pack_container(MAGIC, VERSION, sections)
 
@@ -220,18 +236,33 @@ def _from_sections(sections, where: str) -> ChipImage:
                        f"{spec.neurons_at(level)} at fan-in level {level}", cw_)
         neg = _arr(a, "axon_neg", np.uint8, 1, cw_)
         xbar = _arr(a, "xbar", np.uint8, 1, cw_)
+        xcol = _arr(a, "xcol", np.uint32, 1, cw_)
         thr = _arr(a, "thr", np.int32, 1, cw_)
-        if neg.shape[0] != (n_ax + 7) // 8 or xbar.shape[0] != (n_ax * n_nr + 7) // 8 or thr.shape[0] != n_nr:
+        n_cols = int(xcol.max()) + 1 if n_nr else 0
+        if neg.shape[0] != (n_ax + 7) // 8 or xcol.shape[0] != n_nr or thr.shape[0] != n_nr \
+                or n_cols > n_nr or xbar.shape[0] != (n_ax * n_cols + 7) // 8:
             raise _bad("array sizes do not match the header's axon and neuron counts", cw_)
         if ((thr < lo) | (thr > hi)).any():
             raise _bad(f"a threshold is outside {lo}..{hi}", cw_)
+        dlist = _arr(a, "dlist", np.uint32, 1, cw_)
         dptr = _arr(a, "dptr", np.uint32, 1, cw_)
         dest = _arr(a, "dest", np.uint64, 1, cw_)
-        _check_csr(dptr, dest, n_nr, spec.max_destinations, cw_)
-        if set(a) != {"hdr", "axon_neg", "xbar", "thr", "dptr", "dest"}:
+        if dlist.shape != (n_nr,):
+            raise _bad(f"dlist has {dlist.shape[0]} entries for {n_nr} neurons", cw_)
+        _check_csr(dptr, dest, len(dptr) - 1 if len(dptr) else 0, spec.max_destinations, cw_)
+        if n_nr and int(dlist.max()) >= len(dptr) - 1:
+            raise _bad(f"a neuron names destination list {int(dlist.max())} of {len(dptr) - 1}", cw_)
+        if set(a) != {"hdr", "axon_neg", "xbar", "xcol", "thr", "dlist", "dptr", "dest"}:
             raise _bad(f"unexpected arrays {sorted(set(a))}", cw_)
+        lp = dptr.astype(np.int64)
+        counts = (lp[1:] - lp[:-1])[dlist]
+        nptr = np.zeros(n_nr + 1, dtype=np.int64)
+        np.cumsum(counts, out=nptr[1:])
+        dest = dest[np.repeat(lp[dlist] - nptr[:-1], counts) + np.arange(int(nptr[-1]))]
+        dptr = nptr.astype(np.uint32)
         sign = np.where(np.unpackbits(neg, count=n_ax, bitorder="little").astype(bool), -1, 1).astype(np.int8)
-        cross = np.unpackbits(xbar, count=n_ax * n_nr, bitorder="little").astype(bool).reshape(n_ax, n_nr)
+        distinct = np.unpackbits(xbar, count=n_ax * n_cols, bitorder="little").astype(bool).reshape(n_cols, n_ax)
+        cross = np.ascontiguousarray(distinct[xcol.astype(np.int64)].T)
         by_coord[coord] = ci
         cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest))
 

@@ -16,6 +16,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
+from snnmap.rows import csr_ids, row_ids
 
 
 @dataclass
@@ -88,25 +89,6 @@ class _CorePlan:
     neurons: int
 
 
-def _row_ids(rows: np.ndarray) -> np.ndarray:
-    """Ids of equal rows (numbered by first appearance), exact: a multiplicative hash groups the
-    rows, a comparison with each group's first row confirms it, np.unique settles any collision."""
-    n = rows.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    raw = np.ascontiguousarray(rows).view(np.uint8).reshape(n, -1)
-    pad = -raw.shape[1] % 8
-    words = np.concatenate([raw, np.zeros((n, pad), np.uint8)], axis=1).view(np.uint64) if pad else raw.view(np.uint64)
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
-    h = (words * mult[None, :]).sum(axis=1, dtype=np.uint64)
-    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-    if not (raw == raw[first[inv]]).all():
-        _, first, inv = np.unique(raw, axis=0, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inv.ravel()]
-
-
 def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
     """Hops of every destination list (X then Y over the board's global grid; a chip-to-chip link
     counts chip_link_hops), summed per list, and the longest single route."""
@@ -123,19 +105,14 @@ def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.nda
 
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    column = _row_ids(np.packbits(c.crossbar.T, axis=1))
+    column = row_ids(np.packbits(c.crossbar.T, axis=1))
     n_cols = int(column.max()) + 1 if len(column) else 0
     first_of = np.zeros(n_cols, dtype=np.int64)
     first_of[column[::-1]] = np.arange(len(column))[::-1]
     uniq = c.crossbar.T[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
     ptr = c.dest_ptr.astype(np.int64)
     counts = np.diff(ptr)
-    width = int(counts.max()) if len(counts) else 0
-    padded = np.zeros((c.neurons, width + 2), dtype=np.uint64)  # column id, count, words...
-    padded[:, 0], padded[:, 1] = column, counts
-    pos = np.arange(len(c.dest)) - np.repeat(ptr[:-1], counts)
-    padded[np.repeat(np.arange(c.neurons), counts), pos + 2] = c.dest
-    group = _row_ids(padded)
+    group = csr_ids(ptr, c.dest, prefix=column)
     order = np.argsort(group, kind="stable")
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]]) if len(order) else np.zeros(0, np.int64)
