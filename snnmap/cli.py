@@ -92,12 +92,13 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
 @click.option("--chip", default="sg64", show_default=True, help="Chip preset name or a TOML file.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--verbose", is_flag=True, help="Also print the time each pass took.")
 @click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
 @click.option("--time-limit", type=float, default=None,
               help="Seconds the searching passes may take (default: no limit).")
 @click.option("--tiling", type=click.Choice(["locality", "baseline"]), default="locality", show_default=True,
               help="locality: tiles cut to their receptive fields; baseline: every core takes the whole input map.")
-def compile_cmd(model, output, chip, quiet, as_json, time_limit, tiling):
+def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -138,7 +139,8 @@ def compile_cmd(model, output, chip, quiet, as_json, time_limit, tiling):
         click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.cores_per_chip} cores available); "
                    f"lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: {base}; "
                    f"{img.ticks} ticks per image")
-        click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+        if verbose:
+            click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
         click.echo(f"wrote {output}")
 
 
