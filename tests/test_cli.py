@@ -65,20 +65,14 @@ def test_import_tl_cli(tmp_path):
     assert out.exists() and "28x28x1" in p.stdout
 
 
-def test_bad_arch_is_one_line(tmp_path):
+@pytest.mark.parametrize("arch, says", [("16C5p2-16X5-10", "16X5"), ("16C5p2-16C5-10", "31 arrays")],
+                         ids=["malformed arch", "wrong count of arrays"])
+def test_import_errors_are_one_line(tmp_path, arch, says):
     need_shared(LENET_PARAMS)
     out = tmp_path / "m.snnm"
-    line = assert_clean_failure(run("import-tl", LENET_PARAMS, "--arch", "16C5p2-16X5-10", "--k", 1, "--B", 2,
+    line = assert_clean_failure(run("import-tl", LENET_PARAMS, "--arch", arch, "--k", 1, "--B", 2,
                                     "--input-scale", "1/256", "-o", out), out)
-    assert "16X5" in line
-
-
-def test_wrong_count_of_arrays(tmp_path):
-    need_shared(LENET_PARAMS)
-    out = tmp_path / "m.snnm"
-    line = assert_clean_failure(run("import-tl", LENET_PARAMS, "--arch", "16C5p2-16C5-10", "--k", 1, "--B", 2,
-                                    "--input-scale", "1/256", "-o", out), out)
-    assert "31 arrays" in line
+    assert says in line
 
 
 def test_malicious_pickle_cli(tmp_path):
