@@ -48,6 +48,20 @@ def cli() -> None:
     """
 
 
+def _writable(*paths: str | None) -> None:
+    """Fail before any work when an output's folder does not exist."""
+    import os
+
+    for p in paths:
+        if p is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(folder):
+            raise SnnmapError(f"output folder {folder} does not exist", where=p)
+        if os.path.isdir(p):
+            raise SnnmapError("output path is a folder", where=p)
+
+
 def _shape(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -80,6 +94,7 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
     from snnmap.importers.tl import import_tl, parse_scale
     from snnmap.modelfile import save_model
 
+    _writable(output)
     model = import_tl(params, arch, k, B, parse_scale(input_scale), _shape(input_shape), name=name)
     save_model(model, output)
     shapes = " -> ".join("x".join(map(str, s)) for s in [model.input_shape, *model.shapes()])
@@ -111,6 +126,7 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     from snnmap.pipeline import compile_model
     from snnmap.report import format_table
 
+    _writable(output)
     spec = load_chip(chip)
     result = compile_model(load_model(model), spec, time_limit=time_limit, tiling=tiling)
     write_image(result.image, output)
@@ -175,6 +191,7 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     from snnmap.io.inputs import load_inputs
     from snnmap.sim.simulator import Simulator
 
+    _writable(output, trace)
     img = read_image(image)
     ticks = {"encoder": 0, **{lay["name"]: lay["tick"] for lay in img.layers}}
     if drop_layer not in ticks:
@@ -250,6 +267,7 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
     from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, summary
 
     fmt = "json" if as_json else fmt
+    _writable(output)
     if fmt == "html" and not output:
         raise SnnmapError("--format html needs -o FILE.html")
     img = read_image(image)
@@ -258,8 +276,8 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         try:
             with open(sim_path, encoding="utf-8") as f:
                 sim = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SnnmapError(f"cannot read simulation summary: {e}", where=sim_path) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+            raise SnnmapError(f"cannot read simulation summary: {str(e)[:200]}", where=sim_path) from None
         if not isinstance(sim, dict):
             raise SnnmapError("simulation summary is not a JSON object", where=sim_path)
     if fmt == "html":

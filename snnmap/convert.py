@@ -1,18 +1,20 @@
-"""Quantized ANN -> scatter-and-gather SNN graph IR, with exact integer thresholds.
+"""Quantized ANN -> scatter-and-gather SNN graph IR, with integer thresholds.
 
-Replica i of a neuron fires iff 2^k * BN(x) >= i + 1/2, where V = 2^k * x is the integer sum of
-ternary weights times gathered spike counts. With a = sqrt(var + eps) in float64 that is the
-exact predicate  gamma * (V - 2^k*mean) - (i + 1/2 - 2^k*beta) * a >= 0,  monotone in V. The
-float64 threshold theta_i gives the integer directly unless it lies within rounding distance of
-an integer; there the predicate is decided exactly in rational arithmetic on the float64 values.
-gamma < 0 flips the inequality: the chip negates the channel's weights and its threshold.
-gamma == 0 makes the neuron constant: no synapses, threshold 0 (always) or 1 (never).
+Replica i of a neuron fires iff V >= theta_i (gamma > 0), V <= theta_i (gamma < 0), where V is
+2^k times the pre-activation (for on-chip layers the integer sum of ternary weights times
+gathered spike counts) and, in float64 evaluated left to right,
+
+    theta_i = ((i + 0.5) / 2^k - beta) * 2^k * sqrt(var + eps) / gamma + 2^k * mean
+
+(the paper's formula; an activation exactly halfway between two levels rounds up). gamma == 0
+makes the neuron constant: it fires iff 2^k * beta >= i + 0.5. On the chip V is an integer, so
+gamma > 0 becomes the integer threshold ceil(theta_i); gamma < 0 negates the channel's weights
+and fires iff -V >= -floor(theta_i); a constant neuron has no synapses and threshold 0 (always)
+or 1 (never). Thresholds are clamped to [-Vmax, Vmax + 1], Vmax = N x the channel's nonzero
+weights, which changes nothing since |V| <= Vmax.
 """
 
 from __future__ import annotations
-
-import math
-from fractions import Fraction
 
 import networkx as nx
 import numpy as np
@@ -20,56 +22,35 @@ import numpy as np
 from snnmap.ir import HostParts, Population, Projection
 from snnmap.model import BatchNorm, QuantModel
 
-_NEAR = 1e-6
 
+def float_thresholds(bn: BatchNorm, k: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+    """(theta (C, N) float64, sign (C,) int8): replica i fires iff sign * V >= sign * theta.
 
-def _fires(V: int, i: int, k: int, gamma: float, beta: float, mean: float, a: float) -> bool:
-    lhs = Fraction(gamma) * (V - (1 << k) * Fraction(mean))
-    rhs = (Fraction(2 * i + 1, 2) - (1 << k) * Fraction(beta)) * Fraction(a)
-    return lhs >= rhs
+    A constant neuron (gamma == 0) gets sign +1 and theta -inf (always fires) or +inf (never).
+    """
+    n = (1 << k) * B
+    scale = float(1 << k)
+    i = np.arange(n, dtype=np.float64)[None, :]
+    gamma = bn.gamma[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        theta = ((i + 0.5) / scale - bn.beta[:, None]) * scale * bn.std()[:, None] / gamma + scale * bn.mean[:, None]
+    const = np.where(scale * bn.beta[:, None] >= i + 0.5, -np.inf, np.inf)
+    theta = np.where(gamma == 0, const, theta)
+    sign = np.where(bn.gamma < 0, -1, 1).astype(np.int8)
+    return theta, sign
 
 
 def chip_thresholds(bn: BatchNorm, k: int, B: int, vmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer chip thresholds (C, N) and per-channel weight sign (+1, -1, or 0 for constant).
-
-    A chip neuron fires iff sign * V >= threshold; thresholds are clamped to [-vmax, vmax + 1],
-    which keeps behaviour identical since |V| <= vmax.
-    """
-    n = (1 << k) * B
-    a = bn.std()
-    C = bn.channels
-    thr = np.zeros((C, n), dtype=np.int64)
-    sign = np.sign(bn.gamma).astype(np.int8)
-    i = np.arange(n)
-    for c in range(C):
-        g, b, m, s, vm = float(bn.gamma[c]), float(bn.beta[c]), float(bn.mean[c]), float(a[c]), int(vmax[c])
-        if g == 0.0:
-            thr[c] = np.where((1 << k) * b >= i + 0.5, 0, 1)
-            continue
-        with np.errstate(over="ignore"):
-            theta = (i + 0.5 - (1 << k) * b) * s / g + (1 << k) * m
-        for r in range(n):
-            t = float(theta[r])
-            if not math.isfinite(t):
-                lim = t > 0  # threshold beyond any V
-                thr[c, r] = (vm + 1 if lim else -vm) if g > 0 else (-vm if lim else vm + 1)
-                continue
-            if abs(t) > 4 * (vm + 2):
-                cut = t > 0
-                thr[c, r] = (vm + 1 if cut else -vm) if g > 0 else (-vm if cut else vm + 1)
-                continue
-            near = round(t)
-            if abs(t - near) <= _NEAR * max(1.0, abs(t)):
-                cands = [near - 1, near, near + 1]
-                if g > 0:  # smallest V that fires
-                    v = next((V for V in cands if _fires(V, r, k, g, b, m, s)), near + 2)
-                else:  # largest V that fires, chip sees -V >= -v
-                    v = next((V for V in reversed(cands) if _fires(V, r, k, g, b, m, s)), near - 2)
-            else:
-                v = math.ceil(t) if g > 0 else math.floor(t)
-            thr[c, r] = v if g > 0 else -v
-        thr[c] = np.clip(thr[c], -vm, vm + 1)
-    return thr, sign
+    """Integer chip thresholds (C, N) and per-channel weight sign (+1, -1, or 0 for constant):
+    a chip neuron fires iff sign * V >= threshold."""
+    theta, sign = float_thresholds(bn, k, B)
+    vm = np.asarray(vmax, dtype=np.float64)[:, None]
+    t = np.clip(theta, -vm - 1, vm + 1)
+    thr = np.where(sign[:, None] > 0, np.ceil(t), -np.floor(t))
+    thr = np.clip(thr, -vm, vm + 1).astype(np.int64)
+    const = bn.gamma == 0
+    thr[const] = np.where(np.isneginf(theta[const]), 0, 1)
+    return thr, np.where(const, 0, sign).astype(np.int8)
 
 
 def convert(model: QuantModel) -> nx.DiGraph:

@@ -24,6 +24,13 @@ class BatchNorm:
     var: np.ndarray
     eps: float = BN_EPS
 
+    def __post_init__(self):
+        # float64 throughout: a float32 array from an API user would otherwise make sqrt(var + eps)
+        # round differently here than in the image, which stores float64
+        for part in ("beta", "gamma", "mean", "var"):
+            object.__setattr__(self, part, np.asarray(getattr(self, part), dtype=np.float64))
+        object.__setattr__(self, "eps", float(self.eps))
+
     @property
     def channels(self) -> int:
         return int(self.beta.shape[0])
@@ -154,7 +161,7 @@ def _check_layer(layer: Layer, in_shape, *, ternary: bool, where: str) -> tuple[
         if w.ndim != 4 or w.shape[2] != in_shape[2] or min(w.shape) < 1:
             raise SnnmapError(f"kernel has shape {w.shape}, expected (kh, kw, {in_shape[2]}, c_out)",
                               where=where)
-        if layer.stride < 1 or layer.padding < 0:
+        if not (1 <= layer.stride <= 1 << 16 and 0 <= layer.padding <= 1 << 16):
             raise SnnmapError(f"stride {layer.stride} / padding {layer.padding} out of range", where=where)
         if layer.padding >= min(w.shape[0], w.shape[1]):
             raise SnnmapError(f"padding {layer.padding} is not smaller than the kernel "

@@ -55,8 +55,8 @@ def load_model(path: str | Path) -> QuantModel:
         raise SnnmapError(f"expected sections META, ARRS; found {tags}", where=where)
     try:
         meta = json.loads(sections[0][1].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SnnmapError(f"META section is not valid JSON: {e}", where=where) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise SnnmapError(f"META section is not valid JSON: {str(e)[:200]}", where=where) from None
     arrays = unpack_arrays(sections[1][1], where=f"{where}, ARRS section")
     return _model_from(meta, arrays, where)
 

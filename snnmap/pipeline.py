@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnmap.chip.spec import ChipSpec
-from snnmap.convert import convert
+from snnmap.convert import convert, float_thresholds
 from snnmap.deadline import Deadline
 from snnmap.image.format import ChipImage, CoreImage
 from snnmap.ir import chip_layers
@@ -120,14 +120,14 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
                        dest_ptr=routes.tile_ptr[i], dest=routes.tile_dest[i])
              for i, t in enumerate(tiles)]
     enc = model.encoder
+    theta, sign = float_thresholds(enc.bn, model.k, model.B)
     layers = [{"name": n, "tick": depth[n], "shape": list(g.nodes[n]["pop"].shape),
                "tiles": len(tiling.layers[n])} for n in order]
     return ChipImage(
         spec=spec, k=model.k, B=model.B, input_shape=model.input_shape, input_scale=model.input_scale,
         ticks=len(order), layers=layers,
         encoder={"weights": enc.weights.astype(np.float64), "stride": enc.stride, "padding": enc.padding,
-                 "eps": enc.bn.eps, "beta": enc.bn.beta, "gamma": enc.bn.gamma, "mean": enc.bn.mean,
-                 "var": enc.bn.var},
+                 "theta": theta, "sign": sign},
         classifier_w=model.classifier.weights, classifier_b=model.classifier.bias,
         host_ptr=routes.host_ptr, host_dest=routes.host_dest, cores=cores,
         info={"model": model.name, "chips": placement.chips, "cores": len(tiles)})

@@ -25,15 +25,30 @@ def row_ids(rows: np.ndarray) -> np.ndarray:
 
 
 def csr_ids(ptr: np.ndarray, words: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
-    """Ids of equal lists in a CSR (ptr, words), optionally keyed also by a per-list prefix value."""
+    """Ids of equal lists in a CSR (ptr, words), optionally keyed also by a per-list prefix value.
+
+    Memory stays proportional to the words: each list is hashed by a running sum, grouped,
+    and verified word by word; on a hash collision every list simply gets its own id (grouping
+    is an optimization, never needed for correctness).
+    """
     ptr = ptr.astype(np.int64)
     n = len(ptr) - 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
     counts = np.diff(ptr)
-    width = int(counts.max()) if n else 0
-    padded = np.zeros((n, width + 2), dtype=np.uint64)  # prefix, count, words...
-    if prefix is not None:
-        padded[:, 0] = prefix
-    padded[:, 1] = counts
+    words = np.asarray(words, dtype=np.uint64)
     pos = np.arange(len(words)) - np.repeat(ptr[:-1], counts)
-    padded[np.repeat(np.arange(n), counts), pos + 2] = words
-    return row_ids(padded)
+    mult = np.random.default_rng(0xC5A).integers(1, 2**63, size=int(counts.max(initial=0)) + 1,
+                                                 dtype=np.uint64) | np.uint64(1)
+    cs = np.concatenate([np.zeros(1, np.uint64), np.cumsum(words * mult[pos], dtype=np.uint64)])
+    h = cs[ptr[1:]] - cs[ptr[:-1]]  # wraps modulo 2^64 like the sum
+    key = np.stack([np.zeros(n, np.uint64) if prefix is None else np.asarray(prefix, np.uint64),
+                    counts.astype(np.uint64), h], axis=1)
+    ids = row_ids(key)
+    first = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    first[ids[::-1]] = np.arange(n)[::-1]
+    rep = first[ids]
+    owner = np.repeat(np.arange(n), counts)
+    if not np.array_equal(words, words[ptr[rep][owner] + pos]):
+        return np.arange(n, dtype=np.int64)
+    return ids

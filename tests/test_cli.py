@@ -206,3 +206,15 @@ def test_report_json_schema(tmp_path, model_file):
         for k, t in core.items():
             assert isinstance(r[k], t), k
     assert sum(r["cores"] for r in s["layers"]) == s["cores"] == len(s["per_core"])
+
+
+def test_missing_output_folder_fails_before_work(tmp_path, model_file):
+    out = tmp_path / "nodir" / "x.snnimg"
+    line = assert_clean_failure(run("compile", model_file, "-o", out))
+    assert "does not exist" in line
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 8, 8), np.uint8))
+    trace = tmp_path / "t.npz"
+    assert_clean_failure(run("simulate", img, "--input", tmp_path / "in.npz", "--trace", trace,
+                             "--output", tmp_path / "nodir" / "o.npz"), trace)

@@ -6,21 +6,26 @@ from hypothesis import strategies as st
 
 from snnmap.convert import chip_thresholds, convert
 from snnmap.ir import chip_layers
-from snnmap.reference import quantize_counts
+from snnmap.reference import quantize_counts, replica_counts
 
 from randnet import batchnorm, networks
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2), st.integers(1, 4), st.booleans(), st.integers(1, 60), st.data())
-def test_chip_threshold_equals_quantizer_for_every_potential(k, B, exact, vmax, data):
+def test_chip_threshold_equals_reference_for_every_potential(k, B, exact, vmax, data):
+    from snnmap.model import Layer
+
     bn = data.draw(batchnorm(4, k, exact))
     thr, sign = chip_thresholds(bn, k, B, np.full(4, vmax))
     V = np.arange(-vmax, vmax + 1)
-    y = bn.gamma[:, None] * (V[None, :] / 2**k - bn.mean[:, None]) / bn.std()[:, None] + bn.beta[:, None]
-    want = quantize_counts(y, k, B)  # (C, V)
+    layer = Layer("l", "conv", np.zeros((1, 1, 1, 4), np.int8), bn)
+    want = replica_counts(np.repeat(V[:, None], 4, axis=1).astype(np.float64), layer, k, B).T  # (C, V)
     got = ((sign[:, None, None] * V[None, :, None]) >= thr[:, None, :]).sum(axis=2)
     assert np.array_equal(got, want)
+    if exact:  # where float64 is exact, the threshold form is the ANN's round-half-up quantizer
+        y = bn.gamma[:, None] * (V[None, :] / 2**k - bn.mean[:, None]) / bn.std()[:, None] + bn.beta[:, None]
+        assert np.array_equal(got, quantize_counts(y, k, B))
 
 
 def test_exact_ties_round_up():

@@ -11,6 +11,7 @@ import pytest
 
 from snnmap.chip.spec import SG64
 from snnmap.image import image_to_bytes, read_image
+from snnmap.errors import SnnmapError
 from snnmap.io import atomic
 from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
 from snnmap.modelfile import save_model
@@ -41,7 +42,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(atomic.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(SnnmapError, match="disk on fire"):
         atomic.write_bytes_atomic(tmp_path / "out.bin", b"x" * 1000)
     assert list(tmp_path.iterdir()) == []
 

@@ -44,3 +44,18 @@ def test_cost_model_adds_up_and_follows_its_constants():
     assert (slower["latency_s"] > base["latency_s"]).all()
     assert np.allclose(slower["energy_j"], base["energy_sop_j"] + base["energy_hop_j"])
     assert np.array_equal(slower["pred"], base["pred"])  # the model never changes results
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 3), max_size=4), min_size=0, max_size=30), st.booleans())
+def test_csr_ids_group_equal_lists(lists, with_prefix):
+    from snnmap.rows import csr_ids
+
+    ptr = np.cumsum([0] + [len(x) for x in lists])
+    words = np.array([w for x in lists for w in x], dtype=np.uint64)
+    prefix = np.arange(len(lists)) % 2 if with_prefix else None
+    ids = csr_ids(ptr, words, prefix)
+    for i in range(len(lists)):
+        for j in range(len(lists)):
+            same = lists[i] == lists[j] and (prefix is None or prefix[i] == prefix[j])
+            assert (ids[i] == ids[j]) == same

@@ -18,7 +18,6 @@ from snnmap.rows import csr_ids, row_ids
 
 MAGIC = b"SNNMAPIM"
 VERSION = 1
-_ENC_BN = ("beta", "gamma", "mean", "var")
 
 
 @dataclass
@@ -52,7 +51,7 @@ class ChipImage:
     input_scale: float
     ticks: int
     layers: list[dict]  # {"name", "tick", "shape"}
-    encoder: dict  # weights, stride, padding, eps, beta, gamma, mean, var
+    encoder: dict  # weights, stride, padding, theta (C, N), sign (C,)
     classifier_w: np.ndarray
     classifier_b: np.ndarray
     host_ptr: np.ndarray
@@ -70,10 +69,10 @@ def image_to_bytes(img: ChipImage) -> bytes:
     meta = {"format": "snnmap-image", "version": VERSION, "chip": img.spec.to_dict(), "k": img.k,
             "B": img.B, "input_shape": list(img.input_shape), "input_scale": img.input_scale,
             "ticks": img.ticks, "layers": img.layers,
-            "encoder": {"stride": enc["stride"], "padding": enc["padding"], "eps": enc["eps"]},
+            "encoder": {"stride": enc["stride"], "padding": enc["padding"]},
             "info": img.info}
     host = {"enc.weights": enc["weights"].astype(np.float64),
-            **{f"enc.{p}": enc[p].astype(np.float64) for p in _ENC_BN},
+            "enc.theta": enc["theta"].astype(np.float64), "enc.sign": enc["sign"].astype(np.int8),
             "clf.weights": img.classifier_w.astype(np.float64),
             "clf.bias": img.classifier_b.astype(np.float64),
             "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint64)}
@@ -151,8 +150,8 @@ def _from_sections(sections, where: str) -> ChipImage:
         raise _bad(f"sections must be META, HOST, then CORE...; found {tags[:4]}...", where)
     try:
         meta = json.loads(sections[0][1].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad(f"META section is not valid JSON: {e}", where) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise _bad(f"META section is not valid JSON: {str(e)[:200]}", where) from None
     mw = f"{where}, META"
     if _get(meta, "format", str, mw) != "snnmap-image":
         raise _bad("format is not 'snnmap-image'", mw)
@@ -169,14 +168,24 @@ def _from_sections(sections, where: str) -> ChipImage:
     layers = _get(meta, "layers", list, mw)
     if not 1 <= ticks <= 1 << 15 or len(layers) != ticks:
         raise _bad(f"ticks={ticks} must equal the number of layers ({len(layers)})", mw)
+    names = set()
     for i, lay in enumerate(layers):
         lw = f"{mw}.layers[{i}]"
-        _get(lay, "name", str, lw)
+        name = _get(lay, "name", str, lw)
+        if name in names or name == "encoder":
+            raise _bad(f"layer name {name!r} is not unique", lw)
+        names.add(name)
         if _get(lay, "tick", int, lw) != i + 1:
             raise _bad(f"tick {lay['tick']} should be {i + 1}", lw)
+        shp = _get(lay, "shape", list, lw)
+        if len(shp) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 24 for v in shp):
+            raise _bad(f"shape {shp!r} is not three positive integers", lw)
+        if not 0 <= _get(lay, "tiles", int, lw) < 1 << 31:
+            raise _bad("tiles is out of range", lw)
+    if not (np.isfinite(scale) and scale > 0):
+        raise _bad(f"input_scale {scale!r} is not a positive finite number", mw)
     enc_meta = _get(meta, "encoder", dict, mw)
     stride, pad = _get(enc_meta, "stride", int, mw), _get(enc_meta, "padding", int, mw)
-    eps = _get(enc_meta, "eps", float, mw)
     info = meta.get("info", {}) if isinstance(meta.get("info", {}), dict) else {}
 
     hw = f"{where}, HOST"
@@ -186,13 +195,14 @@ def _from_sections(sections, where: str) -> ChipImage:
         raise _bad(f"encoder kernel {ew.shape} / stride {stride} / padding {pad} do not fit input {shape}",
                    hw)
     c_enc = ew.shape[3]
-    enc = {"weights": ew, "stride": stride, "padding": pad, "eps": eps}
-    for p in _ENC_BN:
-        enc[p] = _arr(host, f"enc.{p}", np.float64, 1, hw)
-        if enc[p].shape != (c_enc,):
-            raise _bad(f"enc.{p} has shape {enc[p].shape}, expected ({c_enc},)", hw)
-    if not (enc["var"] + eps > 0).all():
-        raise _bad("encoder batch norm var + eps is not positive", hw)
+    theta = _arr(host, "enc.theta", np.float64, 2, hw)
+    sign = _arr(host, "enc.sign", np.int8, 1, hw)
+    if theta.shape != (c_enc, n_rep) or sign.shape != (c_enc,):
+        raise _bad(f"encoder thresholds {theta.shape} / signs {sign.shape} do not fit {c_enc} channels x "
+                   f"{n_rep} replicas", hw)
+    if np.isnan(theta).any() or not np.isin(sign, (-1, 1)).all():
+        raise _bad("encoder thresholds hold NaN or signs other than -1 and +1", hw)
+    enc = {"weights": ew, "stride": stride, "padding": pad, "theta": theta, "sign": sign}
     oh = (shape[0] + 2 * pad - ew.shape[0]) // stride + 1
     ow = (shape[1] + 2 * pad - ew.shape[1]) // stride + 1
     if oh < 1 or ow < 1:
@@ -202,8 +212,7 @@ def _from_sections(sections, where: str) -> ChipImage:
     cb = _arr(host, "clf.bias", np.float64, 1, hw)
     if cb.shape != (cw.shape[1],):
         raise _bad(f"classifier bias {cb.shape} does not match weights {cw.shape}", hw)
-    for name, a in (("enc.weights", ew), ("clf.weights", cw), ("clf.bias", cb),
-                    *((f"enc.{p}", enc[p]) for p in _ENC_BN)):
+    for name, a in (("enc.weights", ew), ("clf.weights", cw), ("clf.bias", cb)):
         if not np.isfinite(a).all():
             raise _bad(f"array {name!r} holds a non-finite value", hw)
     host_ptr = _arr(host, "host.ptr", np.uint32, 1, hw)
@@ -300,6 +309,8 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
                  + spec.chip_y_bits)
     if (words >> np.uint64(used_bits)).any():
         raise _bad(f"a destination word sets bits above its {used_bits} address bits", where)
+    if ((words & np.uint64((1 << spec.axon_bits) - 1)) >= np.uint64(spec.axons_per_core)).any():
+        raise _bad(f"a destination's axon field is >= axons_per_core={spec.axons_per_core}", where)
     core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
     uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
     limit = np.zeros(len(uniq), dtype=np.int64)

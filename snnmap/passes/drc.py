@@ -79,7 +79,20 @@ def check_board(n_tiles: int, spec: ChipSpec) -> None:
                               f"{spec.max_chips} chips in a row (chip_x_bits={spec.chip_x_bits})")
 
 
+def check_capacity(g: nx.DiGraph, spec: ChipSpec) -> None:
+    """All spiking neurons must fit the largest board the addresses reach, before any tiling work."""
+    limit = spec.max_chips * spec.cores_per_chip * spec.neurons_per_core
+    total = 0
+    for name in chip_layers(g):
+        total += g.nodes[name]["pop"].neurons
+        if total > limit:
+            raise DesignRuleError(f"layer {name!r}: the network needs at least {total} spiking neurons by this layer, "
+                                  f"over the limit of {limit} on {spec.max_chips} chips of {spec.cores_per_chip} "
+                                  f"cores x neurons_per_core={spec.neurons_per_core}")
+
+
 def check_before_tiling(g: nx.DiGraph, spec: ChipSpec) -> None:
+    check_capacity(g, spec)
     check_replicas(g, spec)
     check_fan_in(g, spec)
     check_thresholds(g, spec)

@@ -237,10 +237,10 @@ def axon_universe(src: Population, proj: Projection) -> np.ndarray:
     masks = _group_masks(proj, proj.weights.shape[3])[:, 0]  # (2, kh, kw, C)
     ph, pw = (out_h - 1) * proj.stride + proj.kh, (out_w - 1) * proj.stride + proj.kw
     used = np.zeros((2, max(ph, H + proj.padding), max(pw, W + proj.padding), C), dtype=bool)
-    for oy in range(out_h):
-        for ox in range(out_w):
-            y, x = oy * proj.stride, ox * proj.stride
-            used[:, y:y + proj.kh, x:x + proj.kw] |= masks
+    s = proj.stride
+    for ky in range(proj.kh):
+        for kx in range(proj.kw):
+            used[:, ky:ky + s * (out_h - 1) + 1:s, kx:kx + s * (out_w - 1) + 1:s] |= masks[:, ky, kx][:, None, None, :]
     used = used[:, proj.padding:proj.padding + H, proj.padding:proj.padding + W]
     sign, iy, ix, ci = np.nonzero(used)
     return np.sort(((iy * W + ix) * C + ci) * 2 + sign)

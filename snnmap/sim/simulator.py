@@ -9,7 +9,7 @@ spikes reach the host readout, which sums them per feature and applies the class
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -87,6 +87,7 @@ class _CorePlan:
     hops: np.ndarray  # float32 (G,) mesh hops those packets travel, summed
     max_hops: float  # the longest route out of this core
     neurons: int
+    wide: bool = False  # potentials may reach 2^24: computed in float64
 
 
 def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
@@ -189,6 +190,17 @@ class Simulator:
             ptr, words = self._sources(t - 1)
             self.inbound.append(_plan(spec, ptr, words, key_to_dst, len(dsts),
                                       [img.cores[i].axons for i in dsts], host=False))
+            # float32 is exact for integers below 2^24: bound |V| by the most events each axon can
+            # receive (a source's group size, or N from the host) and widen a core that could exceed it
+            most = (np.full(len(ptr) - 1, float(img.replicas)) if t == 1 else
+                    np.concatenate([np.diff(np.r_[self.cores[i].group_starts, len(self.cores[i].order)])
+                                    for i in self.by_tick[t - 1]]).astype(np.float64))
+            for j, i in enumerate(dsts):
+                plan, inbound = self.cores[i], self.inbound[t][j]
+                bound = float(np.sum(most[inbound.src])) if len(inbound.src) else 0.0
+                if bound >= 2 ** 24 or float(np.abs(plan.thr).max(initial=0)) >= 2 ** 24:
+                    self.cores[i] = replace(plan, weights=plan.weights.astype(np.float64),
+                                            thr=img.cores[i].thresholds.astype(np.float64)[:, None], wide=True)
         ptr, words = self._sources(img.ticks)
         self.readout = _plan(spec, ptr, words, {}, 1, [img.classifier_w.shape[0]], host=True)[0]
 
@@ -204,7 +216,7 @@ class Simulator:
         return np.concatenate(ptrs), np.concatenate(words)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Host encoder: full-precision conv + batch norm, then replica i fires iff 2^k*y >= i + 1/2.
+        """Host encoder: full-precision conv, V = 2^k * conv, replica i fires iff sign*V >= sign*theta_i.
 
         Returns spike counts (n_encoder_neurons, batch) in (h, w, c) order.
         """
@@ -217,18 +229,18 @@ class Simulator:
         oh, ow = (H - kh) // s + 1, (W - kw) // s + 1
         win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::s, ::s]
         cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)
-        # taps summed in a fixed order, so an image's result never depends on the batch it is in
+        # taps summed one by one in (ky, kx, ci) order from 0: the order docs/image-format.md fixes,
+        # so an image's result never depends on the batch it is in
         wk = w.reshape(-1, cout)
         u = np.zeros((n * oh * ow, cout))
         for tap in range(wk.shape[0]):
             u += cols[:, tap:tap + 1] * wk[tap]
-        u = u.reshape(n, oh * ow * cout)
-        gamma, beta = np.tile(enc["gamma"], oh * ow), np.tile(enc["beta"], oh * ow)
-        mean, std = np.tile(enc["mean"], oh * ow), np.tile(np.sqrt(enc["var"] + enc["eps"]), oh * ow)
-        y = np.clip(gamma * (u - mean) / std + beta, 0.0, float(img.B)) * float(1 << img.k)
-        counts = np.zeros(y.shape, dtype=np.float32)
+        v = (u * float(1 << img.k)).reshape(n, oh * ow, cout)
+        sign = enc["sign"].astype(np.float64)
+        counts = np.zeros((n, oh * ow, cout), dtype=np.float32)
         for i in range(img.replicas):
-            counts += y >= i + 0.5
+            counts += sign * v >= sign * enc["theta"][:, i]
+        counts = counts.reshape(n, oh * ow * cout)
         return counts.T.copy()
 
     def run(self, x: np.ndarray, batch: int = 1000, record: bool = False, drop: dict[int, float] | None = None,
@@ -274,7 +286,7 @@ class Simulator:
                 for j, ci in enumerate(self.by_tick[t]):
                     plan = self.cores[ci]
                     ev = _gather(self.inbound[t][j], prev)
-                    v = plan.weights @ ev  # (U, batch): one potential per distinct column
+                    v = plan.weights @ (ev.astype(np.float64) if plan.wide else ev)  # (U, batch): per distinct column
                     if plan.shared and not record:  # group g = column g = neurons g*k .. g*k+k-1
                         fired = v[:, None, :] >= plan.thr.reshape(-1, plan.uniform, 1)
                         counts = fired.sum(axis=1, dtype=np.float32)
