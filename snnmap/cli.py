@@ -62,6 +62,28 @@ def _writable(*paths: str | None) -> None:
             raise SnnmapError("output path is a folder", where=p)
 
 
+class _Bars:
+    """Progress bars on stderr, only for a person watching: never with --quiet or when stderr is
+    not a terminal (pipes, CI, tests)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bars = []
+
+    def __call__(self, label: str, total: int):
+        if not self.enabled or total < 1:
+            return lambda n: None
+        bar = click.progressbar(length=total, label=label, file=sys.stderr)
+        bar.__enter__()
+        self.bars.append(bar)
+        return bar.update
+
+    def close(self) -> None:
+        for bar in self.bars:
+            bar.__exit__(None, None, None)
+        self.bars.clear()
+
+
 def _shape(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -128,7 +150,11 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
 
     _writable(output)
     spec = load_chip(chip)
-    result = compile_model(load_model(model), spec, time_limit=time_limit, tiling=tiling)
+    bars = _Bars(not quiet)
+    try:
+        result = compile_model(load_model(model), spec, time_limit=time_limit, tiling=tiling, progress=bars)
+    finally:
+        bars.close()
     write_image(result.image, output)
     img = result.image
     chips = result.placement.chips
@@ -197,7 +223,12 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     if drop_layer not in ticks:
         raise SnnmapError(f"--drop-layer {drop_layer!r} is not a layer of the image ({', '.join(ticks)})")
     x, y = load_inputs(inputs, img.input_shape)
-    out = Simulator(img).run(x, batch=batch, drop={ticks[drop_layer]: drop}, seed=seed, trace=trace is not None)
+    bars = _Bars(not as_json)
+    try:
+        out = Simulator(img).run(x, batch=batch, drop={ticks[drop_layer]: drop}, seed=seed, trace=trace is not None,
+                                 progress=bars("simulating", len(x)) if len(x) > batch else None)
+    finally:
+        bars.close()
     n = len(x)
     res = {"images": n,
            "spikes_per_image": float(out["spikes"].mean()) if n else 0.0,
@@ -264,7 +295,7 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
     """
     from snnmap.image.format import read_image
     from snnmap.io.atomic import write_bytes_atomic
-    from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, summary
+    from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, quality, summary
 
     fmt = "json" if as_json else fmt
     _writable(output)
@@ -286,6 +317,7 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         text = render(img, sim)
     elif fmt == "json":
         s = summary(img)
+        s["quality"] = quality(img, sim)
         if not cores:
             s.pop("per_core")
         text = json.dumps(s, indent=2)
@@ -293,9 +325,14 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         s = summary(img)
         bound = f"; lower bound {s['cores_lower_bound']}" if s.get("cores_lower_bound") else ""
         lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){bound}; "
-                 f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses; {s['ticks']} ticks",
+                 f"{s['ticks']} ticks",
+                 f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses",
                  format_table([{**r, "bound": "" if r["bound"] is None else r["bound"]} for r in s["layers"]],
                               LAYER_COLUMNS)]
+        q = quality(img, sim)
+        if q["spike_hops_vs_random"] is not None:
+            lines.append(f"spike-hops: {q['spike_hops']:,.0f} {q['spike_hops_weighting']}, "
+                         f"{q['spike_hops_vs_random']:.2f}x a random placement")
         if cores:
             lines += ["", format_table(s["per_core"], CORE_COLUMNS)]
         text = "\n".join(lines)

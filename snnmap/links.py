@@ -38,3 +38,34 @@ def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tup
         np.add.at(vd, (lo, dx), w)
         np.add.at(vd, (hi, dx), -w)
     return np.cumsum(hd, axis=1)[:, :W - 1], np.cumsum(vd, axis=0)[:Hh - 1, :]
+
+
+def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: int | None = None) -> float:
+    """Packets x mesh hops per image between cores (X then Y, a chip-to-chip link counting
+    chip_link_hops), each destination weighted like link_loads. With a seed, the same traffic on
+    a random placement: the cores' positions shuffled over the same slots."""
+    spec = img.spec
+    coords = np.array([c.coord for c in img.cores], dtype=np.int64).reshape(-1, 4)
+    keys = address.encode(spec, coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3], 0) >> np.uint64(
+        address.core_shift(spec))
+    order = np.argsort(keys)
+    place = coords if seed is None else coords[np.random.default_rng(seed).permutation(len(coords))]
+    total = 0.0
+    for i, c in enumerate(img.cores):
+        if len(c.dest) == 0:
+            continue
+        is_host, cx, cy, x, y, _ = address.decode(spec, c.dest)
+        keep = ~is_host
+        if not keep.any():
+            continue
+        w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
+        dkeys = c.dest[keep] >> np.uint64(address.core_shift(spec))
+        dst = order[np.searchsorted(keys[order], dkeys)]
+        s = place[i]
+        d = place[dst]
+        gx0, gy0 = s[0] * spec.mesh_w + s[2], s[1] * spec.mesh_h + s[3]
+        gx1, gy1 = d[:, 0] * spec.mesh_w + d[:, 2], d[:, 1] * spec.mesh_h + d[:, 3]
+        crossings = np.abs(d[:, 0] - s[0]) + np.abs(d[:, 1] - s[1])
+        hops = np.abs(gx1 - gx0) + np.abs(gy1 - gy0) + crossings * (spec.chip_link_hops - 1)
+        total += w * float(hops.sum())
+    return total

@@ -63,9 +63,11 @@ TILINGS = ("locality", "baseline")
 
 
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
-                  tiling: str = "locality") -> CompileResult:
+                  tiling: str = "locality", progress=None) -> CompileResult:
     """time_limit bounds the searching passes (tile shapes); the fixed passes always complete.
-    tiling 'baseline' gives every core of a layer the layer's whole input map (for comparison)."""
+    tiling 'baseline' gives every core of a layer the layer's whole input map (for comparison).
+    progress, if given, is called as progress(pass_name, total) when a pass with many steps starts
+    and returns a function called with the steps done."""
     if tiling not in TILINGS:
         raise SnnmapError(f"unknown tiling {tiling!r}; choose one of {', '.join(TILINGS)}")
     deadline = Deadline(time_limit)
@@ -82,7 +84,10 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         else:
             shapes = choose_shapes(g, spec, deadline)
     with _timer(timings, "cut tiles"):
-        tiles_by_layer = cut_tiles(g, shapes, whole_input=tiling == "baseline")
+        total = sum(-(-p.shape[0] // shapes[n].th) * -(-p.shape[1] // shapes[n].tw) * -(-p.shape[2] // shapes[n].cg)
+                    for n, p in ((n, g.nodes[n]["pop"]) for n in shapes))
+        step = progress("cutting tiles", total) if progress is not None else None
+        tiles_by_layer = cut_tiles(g, shapes, whole_input=tiling == "baseline", progress=step)
     with _timer(timings, "drc (tiles)"):
         drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from snnmap.image.format import ChipImage
 
 
@@ -60,6 +62,30 @@ def summary(img: ChipImage) -> dict:
             "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks,
             "cores_lower_bound": sum(v["bound"] for v in _bounds(img).values()) or None,
             "layers": layer_rows(img, cores), "per_core": cores}
+
+
+def core_weights(img: ChipImage, sim: dict | None) -> np.ndarray | None:
+    """Spikes per image of each core from a `simulate --json` summary of this image, if given."""
+    if sim and isinstance(sim.get("per_core"), list) and len(sim["per_core"]) == len(img.cores):
+        vals = [r.get("spikes_per_image") if isinstance(r, dict) else None for r in sim["per_core"]]
+        if all(isinstance(v, (int, float)) for v in vals):
+            return np.array(vals, dtype=np.float64)
+    return None
+
+
+def quality(img: ChipImage, sim: dict | None = None, seeds: int = 3) -> dict:
+    """Cores against the bound, and spike-hops of this placement against random placements of the
+    same cores (packets per image with a simulation summary, route counts without)."""
+    from snnmap.links import spike_hops
+
+    w = core_weights(img, sim)
+    here = spike_hops(img, w)
+    rand = float(np.mean([spike_hops(img, w, seed=s) for s in range(seeds)]))
+    bound = sum(v["bound"] for v in _bounds(img).values()) or None
+    return {"cores": len(img.cores), "cores_lower_bound": bound,
+            "spike_hops_weighting": "packets per image" if w is not None else "routes",
+            "spike_hops": here, "spike_hops_random_placement": rand,
+            "spike_hops_vs_random": here / rand if rand else None}
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

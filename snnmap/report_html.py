@@ -9,7 +9,7 @@ import numpy as np
 
 from snnmap.image.format import ChipImage
 from snnmap.links import link_loads
-from snnmap.report import summary
+from snnmap.report import core_weights, quality, summary
 
 CELL = 34
 
@@ -22,9 +22,8 @@ def _colour(layer: int, layers: int, util: float) -> str:
 def render(img: ChipImage, sim: dict | None = None) -> str:
     s = summary(img)
     spec = img.spec
-    weights = None
-    if sim and isinstance(sim.get("per_core"), list) and len(sim["per_core"]) == len(img.cores):
-        weights = np.array([float(r.get("spikes_per_image", 0.0)) for r in sim["per_core"]])
+    weights = core_weights(img, sim)
+    q = quality(img, sim)
     H, V = link_loads(img, weights)
     peak = max(float(H.max(initial=0)), float(V.max(initial=0)), 1e-9)
     names = [lay["name"] for lay in img.layers]
@@ -69,8 +68,12 @@ def render(img: ChipImage, sim: dict | None = None) -> str:
     figures = [("cores used", f"{s['cores']} of {s['cores_available']} on {s['chips']} {spec.name} chip(s)")]
     if s.get("cores_lower_bound"):
         figures.append(("lower bound on cores", f"{s['cores_lower_bound']} ({s['cores'] / s['cores_lower_bound']:.2f}x)"))
-    figures.append(("busiest link", f"{peak:.1f} " + ("packets per image" if weights is not None else
-                                                      "routes (pass --sim for packets per image)")))
+    unit = "packets per image" if weights is not None else "routes (pass --sim for packets per image)"
+    figures.append(("busiest link", f"{peak:.1f} {unit}"))
+    figures.append(("spike-hops", f"{q['spike_hops']:,.0f} {q['spike_hops_weighting']}"))
+    figures.append(("spike-hops, random placement baseline (3 seeds)",
+                    f"{q['spike_hops_random_placement']:,.0f} ({q['spike_hops_vs_random']:.2f}x)"
+                    if q["spike_hops_vs_random"] is not None else "-"))
     if sim:
         for key, label, unit in (("accuracy", "accuracy", ""), ("latency_ms_per_image", "latency per image", " ms"),
                                  ("energy_mj_per_image", "energy per image", " mJ"),

@@ -40,6 +40,7 @@ def test_compile_simulate_report(tmp_path, model_file):
     p = run("compile", model_file, "-o", img)
     assert p.returncode == 0, p.stderr
     assert "cores on one sg64 chip" in p.stdout
+    assert p.stderr == ""  # no progress bar when stderr is not a terminal
     x = np.random.default_rng(0).integers(0, 256, (20, 8, 8)).astype(np.uint8)
     np.savez(tmp_path / "in.npz", x=x, y=np.zeros(20, np.int64))
     p = run("simulate", img, "--input", tmp_path / "in.npz", "--json", "--output", tmp_path / "out.npz")
@@ -183,29 +184,28 @@ def test_report_html_json_and_inspect(tmp_path, model_file):
     assert_clean_failure(run("inspect", img, "--core", "a,b"))
 
 
-def test_report_json_schema(tmp_path, model_file):
-    """The JSON report has the documented fields and types (docs/report.md)."""
+def test_report_json_schema_and_text_width(tmp_path, model_file):
+    """The JSON report validates against docs/report.schema.json; the text report fits 100 columns."""
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extras")
+    from conftest import ROOT
+
+    schema = json.loads((ROOT / "docs" / "report.schema.json").read_text())
     img = tmp_path / "m.snnimg"
     assert run("compile", model_file, "-o", img).returncode == 0
-    s = json.loads(run("report", img, "--format", "json", "--cores").stdout)
-    top = {"chip": str, "chips": int, "cores": int, "cores_available": int, "neurons": int, "axons": int,
-           "synapses": int, "ticks": int, "layers": list, "per_core": list}
-    for k, t in top.items():
-        assert isinstance(s[k], t), k
-    assert s["cores_lower_bound"] is None or isinstance(s["cores_lower_bound"], int)
-    layer = {"layer": str, "tick": int, "shape": list, "cores": int, "axons": int, "neurons": int,
-             "synapses": int, "axon_util": float, "neuron_util": float}
-    for r in s["layers"]:
-        for k, t in layer.items():
-            assert isinstance(r[k], t), k
-        assert 0 <= r["axon_util"] <= 1 and 0 <= r["neuron_util"] <= 1
-    core = {"chip": list, "core": list, "layer": str, "tile": int, "tick": int, "level": int, "axons": int,
-            "neurons": int, "synapses": int, "destinations": int, "axon_util": float, "neuron_util": float,
-            "synapse_util": float}
-    for r in s["per_core"]:
-        for k, t in core.items():
-            assert isinstance(r[k], t), k
-    assert sum(r["cores"] for r in s["layers"]) == s["cores"] == len(s["per_core"])
+    np.savez(tmp_path / "in.npz", x=np.random.default_rng(1).integers(0, 256, (5, 8, 8)).astype(np.uint8))
+    (tmp_path / "sim.json").write_text(run("simulate", img, "--input", tmp_path / "in.npz", "--json").stdout)
+    for extra in ([], ["--cores"], ["--sim", tmp_path / "sim.json"]):
+        s = json.loads(run("report", img, "--format", "json", *extra).stdout)
+        jsonschema.validate(s, schema)
+        assert sum(r["cores"] for r in s["layers"]) == s["cores"]
+        if extra == ["--cores"]:
+            assert len(s["per_core"]) == s["cores"]
+    bad = json.loads(run("report", img, "--format", "json").stdout)
+    bad["layers"][0]["axon_util"] = 2.0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    text = run("report", img, "--cores", "--sim", tmp_path / "sim.json").stdout
+    assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_missing_output_folder_fails_before_work(tmp_path, model_file):

@@ -126,3 +126,17 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_progress_reports_every_tile():
+    seen = {}
+
+    def progress(label, total):
+        seen[label] = [total, 0]
+
+        def step(n):
+            seen[label][1] += n
+        return step
+
+    result = compile_model(lenet_like(), SG64, progress=progress)
+    assert seen["cutting tiles"] == [len(result.image.cores)] * 2

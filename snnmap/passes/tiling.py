@@ -261,7 +261,7 @@ def baseline_shape(pop: Population, n_axons: int, spec: ChipSpec) -> TileShape |
     return None
 
 
-def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], whole_input: bool = False) -> Tiling:
+def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], whole_input: bool = False, progress=None) -> Tiling:
     """The fixed half: cut every layer by its shape and build each tile's axons and crossbar
     (with whole_input, every tile configures the layer's whole input map: the baseline)."""
     layers = {}
@@ -280,6 +280,8 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], whole_input: bool = F
                     region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
                               c0, min(c0 + shape.cg, OC))
                     tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe))
+                    if progress is not None:
+                        progress(1)
         layers[name] = tiles
     return Tiling(layers, dict(shapes))
 

@@ -244,7 +244,7 @@ class Simulator:
         return counts.T.copy()
 
     def run(self, x: np.ndarray, batch: int = 1000, record: bool = False, drop: dict[int, float] | None = None,
-            seed: int = 0, trace: bool = False) -> dict:
+            seed: int = 0, trace: bool = False, progress=None) -> dict:
         """Predictions, logits, spikes and synaptic operations per image.
 
         record=True adds `core_spikes`: per core, a (neurons, images) uint8 array of spikes.
@@ -252,6 +252,7 @@ class Simulator:
         running at tick t) independently with probability p; the draws depend only on seed, tick
         and image index, so results do not depend on the batch size.
         trace=True adds `trace`: (images, cores) spikes each core emitted (at its one tick).
+        progress, if given, is called with the number of images finished after each batch.
         """
         drop = {int(t): float(p) for t, p in (drop or {}).items() if p > 0}
         img = self.img
@@ -320,6 +321,8 @@ class Simulator:
                 res += feats[f][:, None] * img.classifier_w[f]
             logits[s0:s0 + nb] = res
             spikes[s0:s0 + nb] = layer_spikes[:, s0:s0 + nb].sum(axis=0)
+            if progress is not None:
+                progress(nb)
         out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
                "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes,
                "core_spikes_per_image": core_total / max(n, 1),
