@@ -11,7 +11,8 @@ from snnmap.image.format import ChipImage
 from snnmap.links import link_loads
 from snnmap.report import core_weights, quality, summary
 
-CELL = 34
+CELL = 36
+GAP = 6  # room between cores for the links
 
 
 def _colour(layer: int, layers: int, util: float) -> str:
@@ -43,18 +44,18 @@ def render(img: ChipImage, sim: dict | None = None) -> str:
                f"axons {r['axons']} ({r['axon_util']:.0%}), synapses {r['synapses']}, destinations {r['destinations']}")
         if weights is not None:
             tip += f"\nspikes per image {weights[s['per_core'].index(r)]:.1f}"
-        svg.append(f'<rect class="core" x="{10 + gx * CELL + 2}" y="{10 + gy * CELL + 2}" width="{CELL - 4}" '
-                   f'height="{CELL - 4}" rx="3" fill="{_colour(li, len(names), r["neuron_util"])}">'
+        svg.append(f'<rect class="core" x="{10 + gx * CELL + GAP}" y="{10 + gy * CELL + GAP}" width="{CELL - 2 * GAP}" '
+                   f'height="{CELL - 2 * GAP}" rx="3" fill="{_colour(li, len(names), r["neuron_util"])}">'
                    f'<title>{html.escape(tip)}</title></rect>')
     for (y, x), load in np.ndenumerate(H):
         if load > 0:
-            svg.append(f'<line x1="{10 + x * CELL + CELL - 2}" y1="{10 + y * CELL + CELL / 2}" x2="{10 + (x + 1) * CELL + 2}" '
-                       f'y2="{10 + y * CELL + CELL / 2}" stroke="#c0392b" stroke-width="{1 + 5 * load / peak:.2f}">'
+            svg.append(f'<line x1="{10 + x * CELL + CELL - GAP}" y1="{10 + y * CELL + CELL / 2}" x2="{10 + (x + 1) * CELL + GAP}" '
+                       f'y2="{10 + y * CELL + CELL / 2}" stroke="#c0392b" stroke-width="{1 + 7 * load / peak:.2f}">'
                        f'<title>{load:.1f} packets per image</title></line>')
     for (y, x), load in np.ndenumerate(V):
         if load > 0:
-            svg.append(f'<line x1="{10 + x * CELL + CELL / 2}" y1="{10 + y * CELL + CELL - 2}" x2="{10 + x * CELL + CELL / 2}" '
-                       f'y2="{10 + (y + 1) * CELL + 2}" stroke="#c0392b" stroke-width="{1 + 5 * load / peak:.2f}">'
+            svg.append(f'<line x1="{10 + x * CELL + CELL / 2}" y1="{10 + y * CELL + CELL - GAP}" x2="{10 + x * CELL + CELL / 2}" '
+                       f'y2="{10 + (y + 1) * CELL + GAP}" stroke="#c0392b" stroke-width="{1 + 7 * load / peak:.2f}">'
                        f'<title>{load:.1f} packets per image</title></line>')
     svg.append("</svg>")
     legend = "".join(f'<span class="key"><i style="background:{_colour(i, len(names), 1.0)}"></i>{html.escape(n)}</span>'
@@ -81,8 +82,8 @@ def render(img: ChipImage, sim: dict | None = None) -> str:
                                  ("spikes_per_image", "spikes per image", ""),
                                  ("sops_per_image", "synaptic operations per image", "")):
             v = sim.get(key)
-            if isinstance(v, (int, float)):
-                figures.append((label, f"{v:,.4g}{unit}"))
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                figures.append((label, f"{v:.2%}" if key == "accuracy" else f"{v:,.4g}{unit}"))
     figs = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in figures)
     data = html.escape(json.dumps({k: v for k, v in s.items() if k != "per_core"}))
     return f"""<!doctype html>
