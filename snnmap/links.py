@@ -8,6 +8,19 @@ from snnmap.chip import address
 from snnmap.image.format import ChipImage
 
 
+def _traffic(img: ChipImage, per_core_weight: np.ndarray | None):
+    """Per core with chip destinations: (index, packets per destination, keep mask, cx, cy, x, y)."""
+    for i, c in enumerate(img.cores):
+        if len(c.dest) == 0:
+            continue
+        is_host, cx, cy, x, y, _ = address.decode(img.spec, c.dest)
+        keep = ~is_host
+        if not keep.any():
+            continue
+        w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
+        yield i, w, keep, cx[keep], cy[keep], x[keep], y[keep]
+
+
 def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(H, V): H[y, x] packets per image on the link between cores (x, y) and (x+1, y), V[y, x] on
     the link between (x, y) and (x, y+1), over the board's global grid (chips side by side).
@@ -21,16 +34,10 @@ def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tup
     W, Hh = chips_x * spec.mesh_w, chips_y * spec.mesh_h
     hd = np.zeros((Hh, W + 1))
     vd = np.zeros((Hh + 1, W))
-    for i, c in enumerate(img.cores):
-        if len(c.dest) == 0:
-            continue
-        is_host, cx, cy, x, y, _ = address.decode(spec, c.dest)
-        keep = ~is_host
-        if not keep.any():
-            continue
-        w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
+    for i, w, _, cx, cy, x, y in _traffic(img, per_core_weight):
+        c = img.cores[i]
         sx, sy = c.coord[0] * spec.mesh_w + c.coord[2], c.coord[1] * spec.mesh_h + c.coord[3]
-        dx, dy = (cx * spec.mesh_w + x)[keep], (cy * spec.mesh_h + y)[keep]
+        dx, dy = cx * spec.mesh_w + x, cy * spec.mesh_h + y
         lo, hi = np.minimum(sx, dx), np.maximum(sx, dx)
         np.add.at(hd, (np.full_like(lo, sy), lo), w)
         np.add.at(hd, (np.full_like(hi, sy), hi), -w)
@@ -51,15 +58,8 @@ def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: 
     order = np.argsort(keys)
     place = coords if seed is None else coords[np.random.default_rng(seed).permutation(len(coords))]
     total = 0.0
-    for i, c in enumerate(img.cores):
-        if len(c.dest) == 0:
-            continue
-        is_host, cx, cy, x, y, _ = address.decode(spec, c.dest)
-        keep = ~is_host
-        if not keep.any():
-            continue
-        w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
-        dkeys = c.dest[keep] >> np.uint64(address.core_shift(spec))
+    for i, w, keep, *_ in _traffic(img, per_core_weight):
+        dkeys = img.cores[i].dest[keep] >> np.uint64(address.core_shift(spec))
         dst = order[np.searchsorted(keys[order], dkeys)]
         s = place[i]
         d = place[dst]
