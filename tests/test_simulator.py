@@ -59,3 +59,21 @@ def test_csr_ids_group_equal_lists(lists, with_prefix):
         for j in range(len(lists)):
             same = lists[i] == lists[j] and (prefix is None or prefix[i] == prefix[j])
             assert (ids[i] == ids[j]) == same
+
+
+def test_link_loads_add_up_to_spike_hops():
+    """On one chip every hop of an X-then-Y route crosses exactly one link."""
+    from snnmap.chip.spec import SG64, ChipSpec
+    from snnmap.links import link_loads, spike_hops
+    from snnmap.pipeline import compile_model
+
+    from test_image import small_model
+
+    spec = ChipSpec(**{**SG64.to_dict(), "neurons_per_core": 16, "axons_per_core": 64, "max_destinations": 64})
+    img = compile_model(small_model(), spec).image
+    assert len({c.coord[:2] for c in img.cores}) == 1 and len(img.cores) > 4
+    H, V = link_loads(img)
+    assert H.sum() + V.sum() == spike_hops(img) > 0
+    w = np.arange(len(img.cores), dtype=np.float64)
+    H, V = link_loads(img, w)
+    assert np.isclose(H.sum() + V.sum(), spike_hops(img, w))
