@@ -198,7 +198,7 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
 @click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Lose each spike of --drop-layer's output with this probability.")
 @click.option("--drop-layer", default="encoder", show_default=True, help="Layer whose output spikes --drop loses.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spike losses.")
+@click.option("--seed", type=click.IntRange(0, None), default=0, show_default=True, help="Seed of the spike losses.")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="npz to write: spikes per core per image (trace), each core's tick and coordinates.")
 def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, trace):

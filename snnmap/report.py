@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
 
 
@@ -65,12 +66,18 @@ def summary(img: ChipImage) -> dict:
 
 
 def core_weights(img: ChipImage, sim: dict | None) -> np.ndarray | None:
-    """Spikes per image of each core from a `simulate --json` summary of this image, if given."""
-    if sim and isinstance(sim.get("per_core"), list) and len(sim["per_core"]) == len(img.cores):
-        vals = [r.get("spikes_per_image") if isinstance(r, dict) else None for r in sim["per_core"]]
-        if all(isinstance(v, (int, float)) for v in vals):
-            return np.array(vals, dtype=np.float64)
-    return None
+    """Spikes per image of each core from a `simulate --json` summary of this image, if given;
+    a summary of another image (its cores elsewhere) is an error, not a silent fallback."""
+    if not sim:
+        return None
+    rows = sim.get("per_core")
+    ok = isinstance(rows, list) and len(rows) == len(img.cores) and all(
+        isinstance(r, dict) and r.get("chip") == list(c.coord[:2]) and r.get("core") == list(c.coord[2:])
+        and isinstance(r.get("spikes_per_image"), (int, float)) for r, c in zip(rows, img.cores))
+    if not ok:
+        raise SnnmapError("the simulation summary's per_core entries do not match this image's cores "
+                          "(was it made by `snnmap simulate --json` on this image?)")
+    return np.array([r["spikes_per_image"] for r in rows], dtype=np.float64)
 
 
 def quality(img: ChipImage, sim: dict | None = None, seeds: int = 3) -> dict:

@@ -70,8 +70,8 @@ def render(img: ChipImage, sim: dict | None = None) -> str:
     if s.get("cores_lower_bound"):
         figures.append(("lower bound on cores", f"{s['cores_lower_bound']} ({s['cores'] / s['cores_lower_bound']:.2f}x)"))
     unit = "packets per image" if weights is not None else "routes (pass --sim for packets per image)"
-    figures.append(("busiest link", f"{peak:.1f} {unit}"))
-    figures.append(("spike-hops", f"{q['spike_hops']:,.0f} {q['spike_hops_weighting']}"))
+    figures.append(("busiest link between cores", f"{peak:.1f} {unit}"))
+    figures.append(("spike-hops between cores", f"{q['spike_hops']:,.0f} {q['spike_hops_weighting']}"))
     figures.append(("spike-hops, random placement baseline (3 seeds)",
                     f"{q['spike_hops_random_placement']:,.0f} ({q['spike_hops_vs_random']:.2f}x)"
                     if q["spike_hops_vs_random"] is not None else "-"))
@@ -85,7 +85,9 @@ def render(img: ChipImage, sim: dict | None = None) -> str:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 figures.append((label, f"{v:.2%}" if key == "accuracy" else f"{v:,.4g}{unit}"))
     figs = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in figures)
-    data = html.escape(json.dumps({k: v for k, v in s.items() if k != "per_core"}))
+    # raw JSON inside <script> (browsers do not decode entities there); <, >, & escaped as \u00XX
+    data = json.dumps({k: v for k, v in s.items() if k != "per_core"}).replace("<", "\\u003c") \
+        .replace(">", "\\u003e").replace("&", "\\u0026")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>snnmap report: {html.escape(str(img.info.get('model', 'image')))}</title>
 <style>

@@ -173,7 +173,7 @@ def test_report_html_json_and_inspect(tmp_path, model_file):
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
     assert text.count('class="core"') == json.loads(run("report", img, "--format", "json").stdout)["cores"]
     assert "latency per image" in text and "packets per image" in text
-    summary = json.loads(text.split('id="summary">')[1].split("</script>")[0].replace("&quot;", '"'))
+    summary = json.loads(text.split('id="summary">')[1].split("</script>")[0])
     assert summary["chip"] == "sg64" and summary["layers"][0]["layer"] == "conv1"
     assert_clean_failure(run("report", img, "--format", "html"))  # needs -o
     (tmp_path / "bad.json").write_text("{nope")
@@ -218,3 +218,15 @@ def test_missing_output_folder_fails_before_work(tmp_path, model_file):
     trace = tmp_path / "t.npz"
     assert_clean_failure(run("simulate", img, "--input", tmp_path / "in.npz", "--trace", trace,
                              "--output", tmp_path / "nodir" / "o.npz"), trace)
+
+
+def test_sim_summary_of_another_image_is_refused(tmp_path, model_file):
+    img = tmp_path / "m.snnimg"
+    assert run("compile", model_file, "-o", img).returncode == 0
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 8, 8), np.uint8))
+    sim = json.loads(run("simulate", img, "--input", tmp_path / "in.npz", "--json").stdout)
+    sim["per_core"][0]["core"] = [7, 7]
+    (tmp_path / "other.json").write_text(json.dumps(sim))
+    line = assert_clean_failure(run("report", img, "--format", "json", "--sim", tmp_path / "other.json"))
+    assert "do not match" in line
+    assert run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "0.5", "--seed", "-1").returncode == 2

@@ -77,3 +77,28 @@ def test_link_loads_add_up_to_spike_hops():
     w = np.arange(len(img.cores), dtype=np.float64)
     H, V = link_loads(img, w)
     assert np.isclose(H.sum() + V.sum(), spike_hops(img, w))
+
+
+def test_encoder_follows_the_defined_summation_order():
+    """Taps 1e16, 1, -1e16 sum to 0 in the defined order (1 in exact arithmetic): a threshold at
+    0.5 separates the orders, and the simulator must follow the definition like the reference."""
+    from snnmap.chip.spec import SG64
+    from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+    from snnmap.pipeline import compile_model
+    from snnmap.reference import evaluate
+    from snnmap.sim import Simulator
+
+    from randnet import EXACT_VARS
+
+    one = EXACT_VARS[1]  # sqrt(var + eps) == 1 exactly
+    w = np.array([1e16, 1.0, -1e16, 0.0]).reshape(2, 2, 1, 1)
+    enc = Layer("encoder", "conv", w, BatchNorm(np.zeros(1), np.ones(1), np.zeros(1), np.full(1, one)))
+    l1 = Layer("fc", "dense", np.ones((1, 2), np.int8), BatchNorm(np.zeros(2), np.ones(2), np.zeros(2), np.full(2, one)))
+    model = QuantModel((2, 2, 1), 0, 1, 1.0, enc, (l1,), Classifier(np.array([[1.0, -1.0], [0.0, 0.0]]), np.zeros(2)),
+                       name="order").validate()
+    x = np.ones((3, 2, 2), np.uint8)
+    ref = evaluate(model, x)
+    assert ref["counts"][0].sum() == 0  # the defined order gives 0 < 0.5
+    out = Simulator(compile_model(model, SG64).image).run(x)
+    assert np.array_equal(out["pred"], ref["pred"]) and np.array_equal(out["logits"], ref["logits"])
+    assert out["layer_spikes"].sum() == sum(c.sum() for c in ref["counts"][1:])

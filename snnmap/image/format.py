@@ -247,9 +247,10 @@ def _from_sections(sections, where: str) -> ChipImage:
         xbar = _arr(a, "xbar", np.uint8, 1, cw_)
         xcol = _arr(a, "xcol", np.uint32, 1, cw_)
         thr = _arr(a, "thr", np.int32, 1, cw_)
+        if xcol.shape[0] != n_nr or thr.shape[0] != n_nr:
+            raise _bad("array sizes do not match the header's neuron count", cw_)
         n_cols = int(xcol.max()) + 1 if n_nr else 0
-        if neg.shape[0] != (n_ax + 7) // 8 or xcol.shape[0] != n_nr or thr.shape[0] != n_nr \
-                or n_cols > n_nr or xbar.shape[0] != (n_ax * n_cols + 7) // 8:
+        if neg.shape[0] != (n_ax + 7) // 8 or n_cols > n_nr or xbar.shape[0] != (n_ax * n_cols + 7) // 8:
             raise _bad("array sizes do not match the header's axon and neuron counts", cw_)
         if ((thr < lo) | (thr > hi)).any():
             raise _bad(f"a threshold is outside {lo}..{hi}", cw_)
