@@ -241,10 +241,14 @@ class Simulator:
         K = wk.shape[0]
         gamma = K * 2.0 ** -53 / (1 - K * 2.0 ** -53)
         sv = (cols @ wk) * (scale * sign)  # sign * V
-        tol = (np.abs(cols) @ np.abs(wk)) * (2.1 * gamma * scale) + 1e-300
+        # sum |x w| <= max|x| * sum|w|: a looser bound, but an outer product instead of a matmul
+        tol = np.abs(cols).max(axis=1, initial=0.0)[:, None] * (np.abs(wk).sum(axis=0) * (2.1 * gamma * scale)) + 1e-300
         close = np.zeros(sv.shape, dtype=bool)
+        gap = np.empty_like(sv)
         for i in range(img.replicas):
-            close |= np.abs(sv - st[i]) <= tol
+            np.subtract(sv, st[i], out=gap)
+            np.abs(gap, out=gap)
+            close |= gap <= tol
         rows, chans = np.nonzero(close)
         if len(rows):
             acc = np.zeros(len(rows))
