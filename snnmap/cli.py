@@ -323,13 +323,15 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         text = json.dumps(s, indent=2)
     else:
         s = summary(img)
+        q = quality(img, sim)
+        for r in s["layers"]:
+            r["spike_hops"] = q["spike_hops_by_layer"][r["layer"]]
         bound = f"; lower bound {s['cores_lower_bound']}" if s.get("cores_lower_bound") else ""
         lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){bound}; "
                  f"{s['ticks']} ticks",
                  f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses",
                  format_table([{**r, "bound": "" if r["bound"] is None else r["bound"]} for r in s["layers"]],
                               LAYER_COLUMNS)]
-        q = quality(img, sim)
         if q["spike_hops_vs_random"] is not None:
             lines.append(f"spike-hops: {q['spike_hops']:,.0f} {q['spike_hops_weighting']}, "
                          f"{q['spike_hops_vs_random']:.2f}x a random placement")

@@ -48,6 +48,11 @@ def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tup
 
 
 def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: int | None = None) -> float:
+    return float(spike_hops_per_core(img, per_core_weight, seed).sum())
+
+
+def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = None,
+                        seed: int | None = None) -> np.ndarray:
     """Packets x mesh hops per image between cores (X then Y, a chip-to-chip link counting
     chip_link_hops), each destination weighted like link_loads. With a seed, the same traffic on
     a random placement: the cores' positions shuffled over the same slots."""
@@ -57,7 +62,7 @@ def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: 
         address.core_shift(spec))
     order = np.argsort(keys)
     place = coords if seed is None else coords[np.random.default_rng(seed).permutation(len(coords))]
-    total = 0.0
+    total = np.zeros(len(img.cores))
     for i, w, keep, *_ in _traffic(img, per_core_weight):
         dkeys = img.cores[i].dest[keep] >> np.uint64(address.core_shift(spec))
         dst = order[np.searchsorted(keys[order], dkeys)]
@@ -67,5 +72,5 @@ def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: 
         gx1, gy1 = d[:, 0] * spec.mesh_w + d[:, 2], d[:, 1] * spec.mesh_h + d[:, 3]
         crossings = np.abs(d[:, 0] - s[0]) + np.abs(d[:, 1] - s[1])
         hops = np.abs(gx1 - gx0) + np.abs(gy1 - gy0) + crossings * (spec.chip_link_hops - 1)
-        total += w * float(hops.sum())
+        total[i] = w * float(hops.sum())
     return total

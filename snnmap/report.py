@@ -39,6 +39,8 @@ def layer_rows(img: ChipImage, cores: list[dict] | None = None) -> list[dict]:
             "bound": bound.get("bound"), "baseline": bound.get("baseline"),
             "axons": sum(r["axons"] for r in mine), "neurons": sum(r["neurons"] for r in mine),
             "synapses": sum(r["synapses"] for r in mine),
+            "synapse_util": sum(r["synapses"] for r in mine) / sum(spec.axons_at(r["level"]) * spec.neurons_at(r["level"])
+                                                                  for r in mine) if n else 0.0,
             "axon_util": sum(r["axons"] for r in mine) / sum(spec.axons_at(r["level"]) for r in mine) if n else 0.0,
             "neuron_util": sum(r["neurons"] for r in mine) / sum(spec.neurons_at(r["level"]) for r in mine)
             if n else 0.0,
@@ -82,16 +84,21 @@ def core_weights(img: ChipImage, sim: dict | None) -> np.ndarray | None:
 
 def quality(img: ChipImage, sim: dict | None = None, seeds: int = 3) -> dict:
     """Cores against the bound, and spike-hops of this placement against random placements of the
-    same cores (packets per image with a simulation summary, route counts without)."""
-    from snnmap.links import spike_hops
+    same cores (packets per image with a simulation summary, route counts without), in all and
+    per layer (the hops of the spikes each layer sends)."""
+    from snnmap.links import spike_hops, spike_hops_per_core
 
     w = core_weights(img, sim)
-    here = spike_hops(img, w)
+    per_core = spike_hops_per_core(img, w)
+    here = float(per_core.sum())
+    by_layer = {lay["name"]: 0.0 for lay in img.layers}
+    for c, h in zip(img.cores, per_core):
+        by_layer[img.layers[c.layer]["name"]] += float(h)
     rand = float(np.mean([spike_hops(img, w, seed=s) for s in range(seeds)]))
     bound = sum(v["bound"] for v in _bounds(img).values()) or None
     return {"cores": len(img.cores), "cores_lower_bound": bound,
             "spike_hops_weighting": "packets per image" if w is not None else "routes",
-            "spike_hops": here, "spike_hops_random_placement": rand,
+            "spike_hops": here, "spike_hops_by_layer": by_layer, "spike_hops_random_placement": rand,
             "spike_hops_vs_random": here / rand if rand else None}
 
 
@@ -107,9 +114,10 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-LAYER_COLUMNS = [("layer", "layer", ""), ("cores", "cores", "d"), ("bound", "bound", ""), ("neurons", "neurons", "d"),
-                 ("axons", "axons", "d"), ("synapses", "synapses", "d"),
-                 ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%")]
+LAYER_COLUMNS = [("layer", "layer", ""), ("cores", "cores", "d"), ("bound", "bound", ""),
+                 ("neurons", "neurons", "d"), ("axons", "axons", "d"), ("synapses", "synapses", "d"),
+                 ("neuron_util", "neuron util", ".1%"), ("axon_util", "axon util", ".1%"),
+                 ("synapse_util", "syn util", ".1%"), ("spike_hops", "spike-hops", ",.0f")]
 CORE_COLUMNS = [("chip", "chip", ""), ("core", "core", ""), ("layer", "layer", ""), ("tile", "tile", "d"),
                 ("axons", "axons", "d"), ("neurons", "neurons", "d"), ("synapses", "synapses", "d"),
                 ("synapse_util", "synapse util", ".1%")]
