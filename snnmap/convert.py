@@ -19,7 +19,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from snnmap.ir import HostParts, Population, Projection
+from snnmap.ir import Population, Projection
 from snnmap.model import BatchNorm, QuantModel
 
 
@@ -57,8 +57,7 @@ def convert(model: QuantModel) -> nx.DiGraph:
     """Build the SNN graph: host encoder population, one on-chip population per ternary layer."""
     model.validate()
     n = model.replicas
-    g = nx.DiGraph(host=HostParts(model.input_shape, model.input_scale, model.k, model.B,
-                                  model.encoder, model.classifier), name=model.name)
+    g = nx.DiGraph(name=model.name)
     shapes = model.shapes()
     prev = model.encoder.name
     g.add_node(prev, pop=Population(prev, shapes[0], n, on_chip=False, depth=0))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from snnmap.model import Classifier, Layer
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,6 @@ class Projection:
     stride: int
     padding: int
     weights: np.ndarray  # int8 (kh, kw, c_in, c_out), effective chip weights
-
-
-@dataclass(frozen=True)
-class HostParts:
-    """What stays off-chip: the full-precision encoder and classifier."""
-
-    input_shape: tuple[int, int, int]
-    input_scale: float
-    k: int
-    B: int
-    encoder: Layer
-    classifier: Classifier
 
 
 def chip_layers(g: nx.DiGraph) -> list[str]:

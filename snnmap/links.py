@@ -66,11 +66,6 @@ def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = Non
     for i, w, keep, *_ in _traffic(img, per_core_weight):
         dkeys = img.cores[i].dest[keep] >> np.uint64(address.core_shift(spec))
         dst = order[np.searchsorted(keys[order], dkeys)]
-        s = place[i]
-        d = place[dst]
-        gx0, gy0 = s[0] * spec.mesh_w + s[2], s[1] * spec.mesh_h + s[3]
-        gx1, gy1 = d[:, 0] * spec.mesh_w + d[:, 2], d[:, 1] * spec.mesh_h + d[:, 3]
-        crossings = np.abs(d[:, 0] - s[0]) + np.abs(d[:, 1] - s[1])
-        hops = np.abs(gx1 - gx0) + np.abs(gy1 - gy0) + crossings * (spec.chip_link_hops - 1)
+        hops = address.route_hops(spec, place[i], place[dst].T)
         total[i] = w * float(hops.sum())
     return total

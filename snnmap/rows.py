@@ -24,6 +24,13 @@ def row_ids(rows: np.ndarray) -> np.ndarray:
     return rank[inv.ravel()]
 
 
+def first_index(ids: np.ndarray) -> np.ndarray:
+    """For dense ids 0..m-1, the position of each id's first occurrence."""
+    first = np.zeros(int(ids.max()) + 1 if len(ids) else 0, dtype=np.int64)
+    first[ids[::-1]] = np.arange(len(ids))[::-1]
+    return first
+
+
 def csr_ids(ptr: np.ndarray, words: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
     """Ids of equal lists in a CSR (ptr, words), optionally keyed also by a per-list prefix value.
 
@@ -45,9 +52,7 @@ def csr_ids(ptr: np.ndarray, words: np.ndarray, prefix: np.ndarray | None = None
     key = np.stack([np.zeros(n, np.uint64) if prefix is None else np.asarray(prefix, np.uint64),
                     counts.astype(np.uint64), h], axis=1)
     ids = row_ids(key)
-    first = np.zeros(int(ids.max()) + 1, dtype=np.int64)
-    first[ids[::-1]] = np.arange(n)[::-1]
-    rep = first[ids]
+    rep = first_index(ids)[ids]
     owner = np.repeat(np.arange(n), counts)
     if not np.array_equal(words, words[ptr[rep][owner] + pos]):
         return np.arange(n, dtype=np.int64)

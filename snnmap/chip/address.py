@@ -39,6 +39,17 @@ def encode(spec: ChipSpec, chip_x, chip_y, core_x, core_y, axon) -> np.ndarray:
     return out.astype(np.uint64)
 
 
+def route_hops(spec: ChipSpec, src, dst) -> np.ndarray:
+    """Mesh hops from core src to core dst, each (chip_x, chip_y, core_x, core_y) (arrays broadcast):
+    X then Y over the board's global grid, a chip-to-chip link counting chip_link_hops."""
+    scx, scy, sx, sy = (np.asarray(v, np.int64) for v in src)
+    dcx, dcy, dx, dy = (np.asarray(v, np.int64) for v in dst)
+    gx0, gy0 = scx * spec.mesh_w + sx, scy * spec.mesh_h + sy
+    gx1, gy1 = dcx * spec.mesh_w + dx, dcy * spec.mesh_h + dy
+    crossings = np.abs(dcx - scx) + np.abs(dcy - scy)
+    return np.abs(gx1 - gx0) + np.abs(gy1 - gy0) + crossings * (spec.chip_link_hops - 1)
+
+
 def host_words(features: np.ndarray) -> np.ndarray:
     return (HOST_FLAG | np.asarray(features, np.uint64)).astype(np.uint64)
 

@@ -14,7 +14,7 @@ from snnmap.errors import SnnmapError
 from snnmap.io.arrays import pack_arrays, unpack_arrays
 from snnmap.io.atomic import write_bytes_atomic
 from snnmap.io.container import pack_container, parse_container, read_container
-from snnmap.rows import csr_ids, row_ids
+from snnmap.rows import csr_ids, first_index, row_ids
 
 MAGIC = b"SNNMAPIM"
 VERSION = 1
@@ -80,12 +80,10 @@ def image_to_bytes(img: ChipImage) -> bytes:
     for c in img.cores:
         hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
         cols = row_ids(np.packbits(c.crossbar.T, axis=1)) if c.neurons else np.zeros(0, np.int64)
-        col_first = np.zeros(int(cols.max()) + 1 if len(cols) else 0, dtype=np.int64)
-        col_first[cols[::-1]] = np.arange(len(cols))[::-1]
+        col_first = first_index(cols)
         # replicas share their destination list: store each distinct list once
         lists = csr_ids(c.dest_ptr, c.dest)
-        first = np.zeros(int(lists.max()) + 1 if len(lists) else 0, dtype=np.int64)
-        first[lists[::-1]] = np.arange(len(lists))[::-1]
+        first = first_index(lists)
         ptr = c.dest_ptr.astype(np.int64)
         counts = ptr[first + 1] - ptr[first]
         lptr = np.zeros(len(first) + 1, dtype=np.int64)

@@ -16,7 +16,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
-from snnmap.rows import csr_ids, row_ids
+from snnmap.rows import csr_ids, first_index, row_ids
 
 
 @dataclass
@@ -90,16 +90,14 @@ class _CorePlan:
     wide: bool = False  # potentials may reach 2^24: computed in float64
 
 
-def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
-    """Hops of every destination list (X then Y over the board's global grid; a chip-to-chip link
-    counts chip_link_hops), summed per list, and the longest single route."""
+def _route_lengths(spec, src: tuple[int, int, int, int], words: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
+    """Hops of every destination list from core src, one more than the mesh hops (the
+    injection), summed per list, and the longest single route. The host port sits beside core
+    (0, 0) of chip (0, 0)."""
     is_host, cx, cy, x, y, _ = address.decode(spec, words)
-    gx, gy = cx * spec.mesh_w + x, cy * spec.mesh_h + y
-    sx, sy = src_xy
-    crossings = np.abs(cx - sx // spec.mesh_w) + np.abs(cy - sy // spec.mesh_h)
-    h = 1 + np.abs(gx - sx) + np.abs(gy - sy) + crossings * (spec.chip_link_hops - 1)
-    to_host = 1 + sx + sy + (sx // spec.mesh_w + sy // spec.mesh_h) * (spec.chip_link_hops - 1)
-    h = np.where(is_host, to_host, h).astype(np.float64)  # the host port sits beside core (0, 0) of chip (0, 0)
+    h = 1 + address.route_hops(spec, src, (cx, cy, x, y))
+    to_host = 1 + address.route_hops(spec, src, (0, 0, 0, 0))
+    h = np.where(is_host, to_host, h).astype(np.float64)
     owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
     sums = np.bincount(owner, weights=h, minlength=len(ptr) - 1)
     return sums.astype(np.float32), float(h.max(initial=0))
@@ -108,9 +106,7 @@ def _route_lengths(spec, src_xy: tuple[int, int], words: np.ndarray, ptr: np.nda
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
     column = row_ids(np.packbits(c.crossbar.T, axis=1))
-    n_cols = int(column.max()) + 1 if len(column) else 0
-    first_of = np.zeros(n_cols, dtype=np.int64)
-    first_of[column[::-1]] = np.arange(len(column))[::-1]
+    first_of = first_index(column)
     uniq = c.crossbar.T[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
     ptr = c.dest_ptr.astype(np.int64)
     counts = np.diff(ptr)
@@ -126,9 +122,8 @@ def _core_plan(c, spec) -> _CorePlan:
     sizes = np.diff(np.r_[starts, len(order)])
     uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
         np.array_equal(order, np.arange(len(order))) else 0
-    shared = bool(uniform) and n_cols == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
-    xy = (c.coord[0] * spec.mesh_w + c.coord[2], c.coord[1] * spec.mesh_h + c.coord[3])
-    hop_sums, max_hops = _route_lengths(spec, xy, g_dest, g_ptr)
+    shared = bool(uniform) and len(first_of) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    hop_sums, max_hops = _route_lengths(spec, c.coord, g_dest, g_ptr)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
                      g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32),
                      np.diff(g_ptr).astype(np.float32), hop_sums, max_hops, c.neurons)
@@ -177,7 +172,7 @@ class Simulator:
         hptr = img.host_ptr.astype(np.int64)
         self.host_fanout = np.diff(hptr).astype(np.float32)
         # host packets enter beside core (0, 0): route lengths from there
-        self.host_hops = _route_lengths(spec, (0, 0), img.host_dest, hptr)[0]
+        self.host_hops = _route_lengths(spec, (0, 0, 0, 0), img.host_dest, hptr)[0]
 
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
