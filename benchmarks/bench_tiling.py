@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from snnmap.chip.spec import SG64, ChipSpec
+from snnmap.chip.spec import PAICORE2, SG64, ChipSpec
 from snnmap.convert import convert
 from snnmap.errors import DesignRuleError
 from snnmap.importers.tl import import_tl
@@ -31,7 +31,7 @@ def row(name, model, spec):
     t0 = time.perf_counter()
     try:
         drc.check_before_tiling(g, spec)
-        tiling = cut_tiles(g, choose_shapes(g, spec))
+        tiling = cut_tiles(g, choose_shapes(g, spec), spec)
         drc.check_before_placement(g, tiling, spec)
     except DesignRuleError as e:
         return f"| {name} | {spec.name} | - | {bound} | - | {base if base is not None else '-'} | " \
@@ -55,7 +55,7 @@ def main() -> None:
     print("| network | chip | cores | bound | cores / bound | baseline | tiling time | design-rule error |")
     print("|---|---|---|---|---|---|---|---|")
     for name, model in nets:
-        for spec in (SG64, wide):
+        for spec in (SG64, wide, PAICORE2):
             print(row(name, model, spec), flush=True)
 
 

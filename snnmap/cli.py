@@ -162,7 +162,7 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     bound = sum(r["bound"] for r in layers)
     baseline = None if any(r["baseline"] is None for r in layers) else sum(r["baseline"] for r in layers)
     summary = {"image": output, "chip": spec.name, "tiling": tiling, "chips": chips, "cores": len(img.cores),
-               "cores_available": chips * spec.cores_per_chip, "cores_lower_bound": bound,
+               "cores_available": chips * spec.usable_cores, "cores_lower_bound": bound,
                "cores_baseline": baseline, "layers": layers, "timings_s": result.timings}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -174,11 +174,11 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
         click.echo(format_table(layers, [
             ("layer", "layer", ""), ("tile_shape", "tile", ""), ("fanin_level", "L", "d"), ("tiles", "cores", "d"),
             ("bound", "bound", "d"), ("baseline_s", "baseline", ""), ("neurons_of", "neurons used/avail", ""),
-            ("axons_of", "axons used/avail", ""), ("neuron_util", "neuron util", ".1%"),
+            ("axons_of", "axons used/avail", ""), ("copies", "copies", "d"), ("neuron_util", "neuron util", ".1%"),
             ("axon_util", "axon util", ".1%")]))
         board = f"a board of {chips} {spec.name} chips in a row" if chips > 1 else f"one {spec.name} chip"
         base = "cannot map every layer" if baseline is None else f"{baseline} cores"
-        click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.cores_per_chip} cores available); "
+        click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.usable_cores} cores available); "
                    f"lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: {base}; "
                    f"{img.ticks} ticks per image")
         if verbose:

@@ -18,7 +18,7 @@ def _dest_text(img: ChipImage, word) -> str:
 def disassemble(img: ChipImage, c: CoreImage, rows: int = 16, cols: int = 48) -> str:
     spec = img.spec
     lay = img.layers[c.layer]["name"]
-    syn = c.crossbar.sum(axis=1)
+    syn = np.count_nonzero(c.crossbar, axis=1)
     out = [f"core chip ({c.coord[0]},{c.coord[1]}) core ({c.coord[2]},{c.coord[3]}): layer {lay} tile {c.tile}, "
            f"tick {c.tick}, fan-in level {c.level}; {c.axons}/{spec.axons_at(c.level)} axons, "
            f"{c.neurons}/{spec.neurons_at(c.level)} neurons, {int(syn.sum())} synapses, {len(c.dest)} destinations"]

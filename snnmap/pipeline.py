@@ -12,10 +12,11 @@ from snnmap.chip.spec import ChipSpec
 from snnmap.convert import convert, float_thresholds
 from snnmap.deadline import Deadline
 from snnmap.image.format import ChipImage, CoreImage
-from snnmap.ir import chip_layers
+from snnmap.ir import chip_layers, source_of
 from snnmap.model import QuantModel
 from snnmap.passes import drc
 from snnmap.passes.place import Placement, place_sequential
+from snnmap.passes.place_blocks import place_blocks
 from snnmap.passes.route import Routes, route
 from snnmap.errors import DesignRuleError, SnnmapError
 from snnmap.passes.bounds import LayerBound, layer_bounds
@@ -45,6 +46,7 @@ class CompileResult:
                 "layer": name, "tile_shape": f"{sh.th}x{sh.tw}x{sh.cg}", "fanin_level": sh.level,
                 "tiles": len(tiles),
                 "neurons": sum(t.neurons for t in tiles), "axons": sum(t.axons for t in tiles),
+                "copies": sum(int(np.count_nonzero(t.neuron_copy)) for t in tiles),
                 "synapses": sum(t.synapses for t in tiles),
                 "neuron_util": sum(t.neurons for t in tiles) / (len(tiles) * spec.neurons_at(sh.level)),
                 "axon_util": sum(t.axons for t in tiles) / (len(tiles) * spec.axons_at(sh.level)),
@@ -87,13 +89,17 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         total = sum(-(-p.shape[0] // shapes[n].th) * -(-p.shape[1] // shapes[n].tw) * -(-p.shape[2] // shapes[n].cg)
                     for n, p in ((n, g.nodes[n]["pop"]) for n in shapes))
         step = progress("cutting tiles", total) if progress is not None else None
-        tiles_by_layer = cut_tiles(g, shapes, whole_input=tiling == "baseline", progress=step)
+        tiles_by_layer = cut_tiles(g, shapes, spec, whole_input=tiling == "baseline", progress=step)
     with _timer(timings, "drc (tiles)"):
         drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
     with _timer(timings, "place"):
-        placement = place_sequential(tiles, spec)
+        if spec.multicast:
+            placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
+                                      for n in order], spec)
+        else:
+            placement = place_sequential(tiles, spec)
     with _timer(timings, "route"):
         routes = route(g, tiles_by_layer, placement, spec)
     with _timer(timings, "assemble image"):
@@ -106,9 +112,11 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
 def _baseline_shapes(g, bounds: list[LayerBound], spec: ChipSpec) -> dict:
     shapes = {}
     for b in bounds:
-        shape = baseline_shape(g.nodes[b.layer]["pop"], b.signed_inputs, spec)
+        src = g.nodes[source_of(g, b.layer)]["pop"]
+        n_axons = b.signed_inputs if spec.axon_accumulates else src.size * src.replicas  # the whole map
+        shape = baseline_shape(g.nodes[b.layer]["pop"], n_axons, spec)
         if shape is None:
-            raise DesignRuleError(f"layer {b.layer!r}: the whole input map needs {b.signed_inputs} axons, over "
+            raise DesignRuleError(f"layer {b.layer!r}: the whole input map needs {n_axons} axons, over "
                                   f"the limit axons_per_core={spec.axons_per_core} x 2^{spec.fanin_max_level} "
                                   f"(baseline tiling)")
         shapes[b.layer] = shape

@@ -26,8 +26,9 @@ def test_replicas_over_neurons():
 
 
 def test_fan_out_over_destinations():
-    with pytest.raises(DesignRuleError, match=r"layer 'conv1': every tile shape .* input neuron of layer "
-                                              r"'encoder' feed \d+ or more axons.*max_destinations=1"):
+    """Copies would not fit the producer's cores: the error names both layers and the limits."""
+    with pytest.raises(DesignRuleError, match=r"layer 'fc': every tile shape gives the neurons of layer 'conv1' "
+                                              r"more fan-out copies .*max_destinations=1, neurons_per_core=8"):
         compile_model(small_model(), spec(max_destinations=1, neurons_per_core=8))
 
 
@@ -39,8 +40,9 @@ def test_fan_out_rule_on_tiles():
 
     g = convert(small_model())
     tiling = tile_network(g, spec(neurons_per_core=8))
-    with pytest.raises(DesignRuleError, match=r"layer 'encoder', neuron \(h=\d+, w=\d+, c=\d+\): \d+ "
-                                              r"destinations in layer 'conv1' over the limit max_destinations=1"):
+    with pytest.raises(DesignRuleError, match=r"layer 'conv1', neuron \(h=\d+, w=\d+, c=\d+\): \d+ "
+                                              r"destinations in layer 'fc' over the limit max_destinations=1 x 1 "
+                                              r"copies"):
         drc.check_fan_out(g, tiling, spec(max_destinations=1))
 
 

@@ -1,6 +1,7 @@
 """Tiling: within the core's limits, and every synapse and neuron of a layer in exactly one tile."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from snnmap.convert import convert
@@ -10,7 +11,7 @@ from snnmap.passes import drc
 from snnmap.passes.tiling import tile_network
 
 from randnet import networks
-from test_end_to_end import TINY
+from test_end_to_end import MCAST, TINY
 
 
 def dense_weights(g, name):
@@ -33,31 +34,43 @@ def dense_weights(g, name):
     return M
 
 
+@pytest.mark.parametrize("spec", [TINY, MCAST], ids=["tiny", "mcast"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(networks())
-def test_every_synapse_in_exactly_one_tile(model):
+@given(model=networks())
+def test_every_synapse_in_exactly_one_tile(spec, model):
     g = convert(model)
     try:
-        drc.check_before_tiling(g, TINY)
-        tiling = tile_network(g, TINY)
+        drc.check_before_tiling(g, spec)
+        tiling = tile_network(g, spec)
+        drc.check_before_placement(g, tiling, spec)
     except DesignRuleError as e:
         assert "limit" in str(e)
         return
     for name in chip_layers(g):
         pop = g.nodes[name]["pop"]
         n = pop.replicas
+        ns = g.nodes[source_of(g, name)]["pop"].replicas
         rec = np.zeros_like(dense_weights(g, name))
         seen = np.zeros(pop.size * n, dtype=np.int64)
         for t in tiling.layers[name]:
-            assert t.axons <= TINY.axons_per_core and t.neurons <= TINY.neurons_per_core
-            # one axon per (source, sign) at most, and every axon used
-            keys = t.axon_src * 2 + (t.axon_sign < 0)
-            assert len(np.unique(keys)) == len(keys) and t.crossbar.any(axis=1).all()
-            rep = np.arange(t.neurons) % n
-            seen[t.neuron_src * n + rep] += 1
-            a_idx, n_idx = np.nonzero(t.crossbar)
-            np.add.at(rec, (t.axon_src[a_idx], t.neuron_src[n_idx]), t.axon_sign[a_idx].astype(np.int64))
+            assert t.axons <= spec.axons_at(t.level) and t.neurons <= spec.neurons_at(t.level)
+            used = t.axon_src >= 0
+            assert not t.crossbar[~used].any()  # rows without a source carry no synapse
+            if spec.axon_accumulates:  # one axon per (source, sign), every axon used
+                keys = t.axon_src * 2 + (t.axon_sign < 0)
+                assert used.all() and len(np.unique(keys)) == len(keys) and t.crossbar.any(axis=1).all()
+            else:  # one axon per (source, source replica)
+                keys = t.axon_src[used] * ns + t.axon_rep[used]
+                assert len(np.unique(keys)) == len(keys)
+            first = t.neuron_copy == 0  # copies repeat their original's column
+            seen[t.neuron_src[first] * n + t.neuron_rep[first]] += 1
+            for j in np.flatnonzero(~first):
+                orig = np.flatnonzero(first & (t.neuron_src == t.neuron_src[j]) & (t.neuron_rep == t.neuron_rep[j]))
+                assert len(orig) == 1 and np.array_equal(t.crossbar[:, j], t.crossbar[:, orig[0]])
+            a_idx, n_idx = np.nonzero(t.crossbar[:, first])
+            np.add.at(rec, (t.axon_src[a_idx], t.neuron_src[first][n_idx]),
+                      (t.axon_sign[a_idx] * t.crossbar[:, first][a_idx, n_idx]).astype(np.int64))
             c = t.neuron_src % pop.shape[2]
-            assert np.array_equal(t.thresholds, pop.thresholds[c, rep])
+            assert np.array_equal(t.thresholds, pop.thresholds[c, t.neuron_rep])
         assert (seen == 1).all()
-        assert np.array_equal(rec, n * dense_weights(g, name))
+        assert np.array_equal(rec, n * (1 if spec.axon_accumulates else ns) * dense_weights(g, name))

@@ -18,6 +18,9 @@ class ChipSpec:
     max_destinations: int  # per neuron
     threshold_bits: int  # signed two's complement
     axon_accumulates: bool  # events arriving at one axon in one tick add up (replicas share axons)
+    weight_bits: int  # 1: crossbar bits, the sign is the axon's; 2: signed synapses (ternary in two's complement)
+    multicast: bool  # a destination word may carry a replication mask: an aligned power-of-two block of cores
+    reserved_corner: int  # cores with x and y >= mesh - this are not for inference (PAICORE's online cores)
     clock_hz: float
     energy_per_sop_j: float
     # latency and energy model (docs/chips.md: which are the paper's, assumed, or calibrated)
@@ -38,6 +41,10 @@ class ChipSpec:
     @property
     def cores_per_chip(self) -> int:
         return self.mesh_w * self.mesh_h
+
+    @property
+    def usable_cores(self) -> int:
+        return self.cores_per_chip - self.reserved_corner ** 2
 
     @property
     def max_chips(self) -> int:
@@ -85,6 +92,19 @@ class ChipSpec:
         positive = ("mesh_w", "mesh_h", "axons_per_core", "neurons_per_core", "max_destinations",
                     "threshold_bits", "chip_x_bits", "chip_y_bits", "core_x_bits", "core_y_bits",
                     "axon_bits")
+        if self.weight_bits not in (1, 2):
+            raise SnnmapError(f"chip spec field 'weight_bits' = {self.weight_bits} must be 1 or 2", where=where)
+        if not self.axon_accumulates and self.weight_bits < 2:
+            raise SnnmapError("a chip whose axons OR spikes together needs weight_bits = 2 (signed synapses), "
+                              "since each replica takes its own axon", where=where)
+        if not 0 <= self.reserved_corner <= min(self.mesh_w, self.mesh_h) - 1:
+            raise SnnmapError(f"chip spec field 'reserved_corner' = {self.reserved_corner} is out of range "
+                              f"0..{min(self.mesh_w, self.mesh_h) - 1}", where=where)
+        if self.multicast and (self.mesh_w != 1 << self.core_x_bits or self.mesh_h != 1 << self.core_y_bits
+                               or self.core_y_bits != self.core_x_bits
+                               or self.reserved_corner & (self.reserved_corner - 1)):
+            raise SnnmapError("multicast blocks need a square power-of-two mesh that fills the core address "
+                              "bits, and a reserved corner of 0 or a power of two", where=where)
         for name in ("bank_bits", "fanin_max_level"):
             if not 0 <= getattr(self, name) <= 16:
                 raise SnnmapError(f"chip spec field {name!r} = {getattr(self, name)} is out of range 0..16",
@@ -96,8 +116,8 @@ class ChipSpec:
                                   where=where)
         if self.threshold_bits > 32:
             raise SnnmapError(f"threshold_bits {self.threshold_bits} > 32", where=where)
-        addr = (self.chip_x_bits + self.chip_y_bits + self.core_x_bits + self.core_y_bits + self.axon_bits
-                + self.bank_bits)
+        addr = (self.chip_x_bits + self.chip_y_bits + (self.core_x_bits + self.core_y_bits) * (1 + self.multicast)
+                + self.axon_bits + self.bank_bits)
         if addr > 63:
             raise SnnmapError(f"spike address needs {addr} bits; snnmap's destination word holds 63",
                               where=where)
@@ -113,9 +133,6 @@ class ChipSpec:
         if self.axons_per_core > 1 << self.axon_bits:
             raise SnnmapError(f"axons_per_core={self.axons_per_core} does not fit axon_bits={self.axon_bits}",
                               where=where)
-        if not self.axon_accumulates:
-            raise SnnmapError("chips whose axons OR spikes together are not supported yet "
-                              "(replicas would need their own axons)", where=where)
         if not (self.clock_hz > 0 and self.energy_per_sop_j >= 0):
             raise SnnmapError("clock_hz must be > 0 and energy_per_sop_j >= 0", where=where)
         for name in ("cycles_per_event", "cycles_per_neuron", "cycles_per_packet", "cycles_per_hop",
@@ -138,10 +155,22 @@ SG64 = ChipSpec(
     energy_per_sop_j=2.64e-12, cycles_per_event=CALIBRATED_CYCLES_PER_EVENT, cycles_per_neuron=1.0,
     cycles_per_packet=1.0, cycles_per_hop=1.0, chip_link_hops=8, energy_per_hop_j=1e-12,
     static_power_w=CALIBRATED_STATIC_POWER_W, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
-    axon_bits=10, bank_bits=3,
+    axon_bits=10, bank_bits=3, weight_bits=1, multicast=False, reserved_corner=0,
 )
 
-PRESETS = {"sg64": SG64}
+# PAICORE 2.0 as paicorelib 1.4 (HwParams) encodes it; docs/chips.md gives each number's source.
+# Neurons per core: 512 / (2 bits x 2^LCN) for ternary weights; the latency/energy constants are
+# sg64's (PAICORE publishes none that this model could use), stated as assumptions in the docs.
+PAICORE2 = ChipSpec(
+    name="paicore2", mesh_w=32, mesh_h=32, axons_per_core=1152, neurons_per_core=256,
+    fanin_max_level=6, max_destinations=1, threshold_bits=29, axon_accumulates=False, clock_hz=252e6,
+    energy_per_sop_j=2.64e-12, cycles_per_event=CALIBRATED_CYCLES_PER_EVENT, cycles_per_neuron=1.0,
+    cycles_per_packet=1.0, cycles_per_hop=1.0, chip_link_hops=8, energy_per_hop_j=1e-12,
+    static_power_w=CALIBRATED_STATIC_POWER_W, chip_x_bits=5, chip_y_bits=5, core_x_bits=5, core_y_bits=5,
+    axon_bits=11, bank_bits=6, weight_bits=2, multicast=True, reserved_corner=4,
+)
+
+PRESETS = {"sg64": SG64, "paicore2": PAICORE2}
 
 
 def get_chip(name: str) -> ChipSpec:

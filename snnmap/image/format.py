@@ -29,7 +29,7 @@ class CoreImage:
     tile: int
     axon_sign: np.ndarray  # int8 (A,)
     thresholds: np.ndarray  # int32 (Nn,)
-    crossbar: np.ndarray  # bool (A, Nn)
+    crossbar: np.ndarray  # int8 (A, Nn): synapse weight in {-1, 0, 1}, times the axon's sign
     dest_ptr: np.ndarray  # uint32 (Nn + 1,)
     dest: np.ndarray  # uint64
 
@@ -79,7 +79,11 @@ def image_to_bytes(img: ChipImage) -> bytes:
     sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
     for c in img.cores:
         hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
-        cols = row_ids(np.packbits(c.crossbar.T, axis=1)) if c.neurons else np.zeros(0, np.int64)
+        signed = img.spec.weight_bits >= 2
+        if not signed and (c.crossbar < 0).any():
+            raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
+        xt = np.concatenate([c.crossbar.T != 0, c.crossbar.T < 0], axis=1) if signed else c.crossbar.T != 0
+        cols = row_ids(np.packbits(xt, axis=1)) if c.neurons else np.zeros(0, np.int64)
         col_first = first_index(cols)
         # replicas share their destination list: store each distinct list once
         lists = csr_ids(c.dest_ptr, c.dest)
@@ -95,7 +99,8 @@ def image_to_bytes(img: ChipImage) -> bytes:
             "thr": c.thresholds.astype(np.int32),
             # replicas share their crossbar column: store each distinct column once
             "xcol": cols.astype(np.uint32),
-            "xbar": np.packbits(c.crossbar.T[col_first].ravel(), bitorder="little"),
+            "xbar": np.packbits(c.crossbar.T[col_first].ravel() != 0, bitorder="little"),
+            **({"xneg": np.packbits(c.crossbar.T[col_first].ravel() < 0, bitorder="little")} if signed else {}),
             "dlist": lists.astype(np.uint32),
             "dptr": lptr.astype(np.uint32),
             "dest": c.dest[take].astype(np.uint64),
@@ -215,7 +220,9 @@ def _from_sections(sections, where: str) -> ChipImage:
             raise _bad(f"array {name!r} holds a non-finite value", hw)
     host_ptr = _arr(host, "host.ptr", np.uint32, 1, hw)
     host_dest = _arr(host, "host.dest", np.uint64, 1, hw)
-    _check_csr(host_ptr, host_dest, n_enc, spec.max_destinations, hw)
+    # where axons OR spikes, each replica of an encoder neuron has its own list; the host has no
+    # destination limit of its own
+    _check_csr(host_ptr, host_dest, n_enc * (1 if spec.axon_accumulates else n_rep), 1 << 31, hw)
 
     cores: list[CoreImage] = []
     by_coord: dict[tuple, int] = {}
@@ -260,8 +267,15 @@ def _from_sections(sections, where: str) -> ChipImage:
         _check_csr(dptr, dest, len(dptr) - 1 if len(dptr) else 0, spec.max_destinations, cw_)
         if n_nr and int(dlist.max()) >= len(dptr) - 1:
             raise _bad(f"a neuron names destination list {int(dlist.max())} of {len(dptr) - 1}", cw_)
-        if set(a) != {"hdr", "axon_neg", "xbar", "xcol", "thr", "dlist", "dptr", "dest"}:
-            raise _bad(f"unexpected arrays {sorted(set(a))}", cw_)
+        expected = {"hdr", "axon_neg", "xbar", "xcol", "thr", "dlist", "dptr", "dest"}
+        if spec.weight_bits >= 2:
+            expected.add("xneg")
+        if set(a) != expected:
+            raise _bad(f"arrays {sorted(set(a))}, expected {sorted(expected)}", cw_)
+        if spec.weight_bits >= 2:
+            xneg = _arr(a, "xneg", np.uint8, 1, cw_)
+            if xneg.shape != xbar.shape:
+                raise _bad("xneg does not match xbar in size", cw_)
         lp = dptr.astype(np.int64)
         counts = (lp[1:] - lp[:-1])[dlist]
         nptr = np.zeros(n_nr + 1, dtype=np.int64)
@@ -269,7 +283,12 @@ def _from_sections(sections, where: str) -> ChipImage:
         dest = dest[np.repeat(lp[dlist] - nptr[:-1], counts) + np.arange(int(nptr[-1]))]
         dptr = nptr.astype(np.uint32)
         sign = np.where(np.unpackbits(neg, count=n_ax, bitorder="little").astype(bool), -1, 1).astype(np.int8)
-        distinct = np.unpackbits(xbar, count=n_ax * n_cols, bitorder="little").astype(bool).reshape(n_cols, n_ax)
+        distinct = np.unpackbits(xbar, count=n_ax * n_cols, bitorder="little").astype(np.int8).reshape(n_cols, n_ax)
+        if spec.weight_bits >= 2:
+            neg_syn = np.unpackbits(xneg, count=n_ax * n_cols, bitorder="little").reshape(n_cols, n_ax)
+            if (neg_syn > distinct).any():
+                raise _bad("xneg marks a synapse that xbar leaves out", cw_)
+            distinct = distinct - 2 * neg_syn.astype(np.int8)
         cross = np.ascontiguousarray(distinct[xcol.astype(np.int64)].T)
         by_coord[coord] = ci
         cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest))
@@ -304,10 +323,17 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
         return
     if is_host.any():
         raise _bad(f"a neuron at tick {tick} sends to the host before the last tick", where)
-    used_bits = (address.core_shift(spec) + spec.core_x_bits + spec.core_y_bits + spec.chip_x_bits
-                 + spec.chip_y_bits)
+    used_bits = address.address_bits(spec)
     if (words >> np.uint64(used_bits)).any():
         raise _bad(f"a destination word sets bits above its {used_bits} address bits", where)
+    if spec.multicast:
+        mx, my = address.masks(spec, words)
+        n_cores = (1 << np.bitwise_count(mx.astype(np.uint64)).astype(np.int64)) \
+            << np.bitwise_count(my.astype(np.uint64)).astype(np.int64)
+        if int(n_cores.sum()) > 1 << 24:
+            raise _bad("multicast destinations reach too many cores", where)
+        words = address.expand(spec, words)[1]
+        is_host, cx, cy, x, y, low = address.decode(spec, words)
     if ((words & np.uint64((1 << spec.axon_bits) - 1)) >= np.uint64(spec.axons_per_core)).any():
         raise _bad(f"a destination's axon field is >= axons_per_core={spec.axons_per_core}", where)
     core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
@@ -38,17 +39,25 @@ def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
         pop = g.nodes[name]["pop"]
         src_name = source_of(g, name)
         proj = g.edges[src_name, name]["proj"]
-        n_axons = len(axon_universe(g.nodes[src_name]["pop"], proj))
+        src = g.nodes[src_name]["pop"]
+        n_axons = len(axon_universe(src, proj))
         lo = min_level(pop, proj, spec)
+        if not spec.axon_accumulates:  # one axon per (input, source replica), signs in the synapses
+            n_axons = len(np.unique(axon_universe(src, proj) // 2)) * src.replicas
+            need = int(np.count_nonzero(proj.weights, axis=(0, 1, 2)).max(initial=0)) * src.replicas
+            lo = next((L for L in range(spec.fanin_max_level + 1)
+                       if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
         best = None
         for level in range(lo if lo is not None else spec.fanin_max_level + 1, spec.fanin_max_level + 1):
+            if spec.neurons_at(level) < 1:
+                break
             nb = -(-pop.neurons // spec.neurons_at(level))
             ab = -(-n_axons // spec.axons_at(level))
             if best is None or max(nb, ab) < best[2]:
                 best = (nb, ab, max(nb, ab), level)
         if best is None:
             best = (0, 0, 0, -1)
-        shape = baseline_shape(pop, n_axons, spec)
+        shape = baseline_shape(pop, n_axons if spec.axon_accumulates else src.size * src.replicas, spec)
         base = None
         if shape is not None:
             OH, OW, OC = pop.shape

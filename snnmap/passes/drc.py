@@ -57,23 +57,32 @@ def check_tiles(tiling: Tiling, spec: ChipSpec) -> None:
 
 
 def check_fan_out(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
-    """Each source neuron sends one packet per (tile, sign) that uses it."""
+    """Each source neuron sends one packet per (tile, axon) or multicast block that reads it, at
+    most max_destinations per neuron: an on-chip neuron's tile must hold enough copies of it.
+    The host encoder is not a neuron and sends as many packets as it needs."""
     for name in chip_layers(g):
         src = source_of(g, name)
         pop = g.nodes[src]["pop"]
-        counts = np.zeros(pop.size, dtype=np.int64)
-        for t in tiling.layers[name]:
-            counts += np.bincount(t.axon_src, minlength=pop.size)
-        j = int(np.argmax(counts)) if counts.size else 0
-        if counts.size and counts[j] > spec.max_destinations:
+        fo = tiling.fanout.get(src)
+        if fo is None or not pop.on_chip:  # the host encoder has no destination limit
+            continue
+        counts = np.bincount(fo.src, minlength=pop.size)
+        need = -(-counts // spec.max_destinations)
+        have = np.ones(pop.size, dtype=np.int64)
+        for t in tiling.layers[src]:
+            np.maximum.at(have, t.neuron_src, t.neuron_copy + 1)
+        bad = np.flatnonzero(need > have)
+        if len(bad):
+            j = int(bad[0])
             H, W, C = pop.shape
             raise DesignRuleError(
                 f"layer {src!r}, neuron (h={j // (W * C)}, w={j // C % W}, c={j % C}): {int(counts[j])} "
-                f"destinations in layer {name!r} over the limit max_destinations={spec.max_destinations}")
+                f"destinations in layer {name!r} over the limit max_destinations={spec.max_destinations}"
+                f" x {int(have[j])} copies")
 
 
 def check_board(n_tiles: int, spec: ChipSpec) -> None:
-    chips = -(-n_tiles // spec.cores_per_chip)
+    chips = -(-n_tiles // spec.usable_cores)
     if chips > spec.max_chips:
         raise DesignRuleError(f"network: {n_tiles} tiles need {chips} chips, over the limit of "
                               f"{spec.max_chips} chips in a row (chip_x_bits={spec.chip_x_bits})")
@@ -81,7 +90,7 @@ def check_board(n_tiles: int, spec: ChipSpec) -> None:
 
 def check_capacity(g: nx.DiGraph, spec: ChipSpec) -> None:
     """All spiking neurons must fit the largest board the addresses reach, before any tiling work."""
-    limit = spec.max_chips * spec.cores_per_chip * spec.neurons_per_core
+    limit = spec.max_chips * spec.usable_cores * spec.neurons_per_core
     total = 0
     for name in chip_layers(g):
         total += g.nodes[name]["pop"].neurons
@@ -101,4 +110,5 @@ def check_before_tiling(g: nx.DiGraph, spec: ChipSpec) -> None:
 def check_before_placement(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
     check_tiles(tiling, spec)
     check_fan_out(g, tiling, spec)
-    check_board(sum(len(t) for t in tiling.layers.values()), spec)
+    if not spec.multicast:  # the multicast placer fills a two-dimensional board and checks it itself
+        check_board(sum(len(t) for t in tiling.layers.values()), spec)

@@ -1,7 +1,9 @@
-"""Routing, simplest correct version: fill in each neuron's destination words.
+"""Routing: fill in every neuron's destination words from the fan-out plans and the placement.
 
-A source ANN neuron's destinations are every (tile, signed axon) of the next layer that uses it;
-all its replicas share them (their spikes add up at the axon). The last layer sends to the host.
+A source neuron's destinations are the (tile, axon) places of the next layer that read it, or on
+a multicast chip the aligned blocks of tiles (fanout.py); its copies share them out. On a chip
+whose axons add events, all replicas of a neuron send to the same axons (their spikes add up
+there); where axons OR spikes, replica r goes r axons further. The last layer sends to the host.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
+from snnmap.passes.fanout import FanOut
 from snnmap.passes.place import Placement
 from snnmap.passes.tiling import Tiling
 
@@ -22,51 +25,79 @@ from snnmap.passes.tiling import Tiling
 class Routes:
     tile_ptr: list[np.ndarray]  # per tile (all_tiles order): uint32 (neurons + 1,)
     tile_dest: list[np.ndarray]  # per tile: uint64 destination words
-    host_ptr: np.ndarray  # per encoder ANN neuron
+    host_ptr: np.ndarray  # per encoder ANN neuron (per (neuron, replica) where axons OR spikes)
     host_dest: np.ndarray
 
 
-def _csr_by_source(n_src: int, src: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((words, src))
-    ptr = np.zeros(n_src + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n_src), out=ptr[1:])
-    return ptr, words[order]
+def block_masks(free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replication masks (x, y) of a block whose Morton-code bits `free` are free: x's bits sit
+    at the even code positions, y's at the odd."""
+    f = np.asarray(free, np.int64)
+    mx = np.zeros_like(f)
+    my = np.zeros_like(f)
+    for b in range(16):
+        mx |= ((f >> (2 * b)) & 1) << b
+        my |= ((f >> (2 * b + 1)) & 1) << b
+    return mx, my
 
 
-def _expand(ptr: np.ndarray, words: np.ndarray, neuron_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-neuron slices of a per-ANN-neuron CSR, as a CSR of its own."""
-    cnt = ptr[neuron_src + 1] - ptr[neuron_src]
-    out_ptr = np.zeros(len(neuron_src) + 1, dtype=np.int64)
+def _ranges(ptr: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the rows ptr[k]..ptr[k+1] for each k in keys: (out_ptr, row indices)."""
+    cnt = ptr[keys + 1] - ptr[keys]
+    out_ptr = np.zeros(len(keys) + 1, dtype=np.int64)
     np.cumsum(cnt, out=out_ptr[1:])
-    idx = np.repeat(ptr[neuron_src] - out_ptr[:-1], cnt) + np.arange(out_ptr[-1])
-    return out_ptr.astype(np.uint32), words[idx].astype(np.uint64)
+    idx = np.repeat(ptr[keys] - out_ptr[:-1], cnt) + np.arange(out_ptr[-1])
+    return out_ptr, idx
+
+
+def _words(fo: FanOut, coords: np.ndarray, spec: ChipSpec, idx: np.ndarray, rep: np.ndarray | None) -> np.ndarray:
+    """Words of the pieces idx, replica rep (None: all replicas share the axon)."""
+    c = coords[fo.tile[idx]]
+    mx, my = block_masks(fo.free[idx])
+    axon = fo.axon[idx] if rep is None else fo.axon[idx] + rep
+    return address.encode(spec, c[:, 0], c[:, 1], c[:, 2], c[:, 3], axon, mx, my)
 
 
 def route(g: nx.DiGraph, tiling: Tiling, placement: Placement, spec: ChipSpec) -> Routes:
     order = chip_layers(g)
-    tiles = tiling.all_tiles(order)
-    coord_of = {(t.layer, t.index): placement.coords[i] for i, t in enumerate(tiles)}
-    # incoming[L] = CSR over the source population of L: which words reach L's tiles
-    incoming = {}
+    start, n = {}, 0
     for name in order:
-        src = g.nodes[source_of(g, name)]["pop"]
-        srcs, words = [], []
-        for t in tiling.layers[name]:
-            cx, cy, x, y = coord_of[(t.layer, t.index)]
-            srcs.append(t.axon_src)
-            words.append(address.encode(spec, cx, cy, x, y, np.arange(t.axons)))
-        incoming[name] = _csr_by_source(src.size, np.concatenate(srcs), np.concatenate(words))
+        start[name] = n
+        n += len(tiling.layers[name])
     tile_ptr, tile_dest = [], []
-    for li, name in enumerate(order):
-        nxt = order[li + 1] if li + 1 < len(order) else None
+    host_ptr = host_dest = None
+    by_src = {source_of(g, name): name for name in order}
+    for name in [source_of(g, order[0])] + order:
+        nxt = by_src.get(name)
+        fo = tiling.fanout.get(name) if nxt is not None else None
+        if fo is not None:
+            coords = placement.coords[start[nxt]:start[nxt] + len(tiling.layers[nxt])]
+            n_src = len(fo.mult)
+            xptr = np.zeros(n_src + 1, dtype=np.int64)
+            np.cumsum(np.bincount(fo.src, minlength=n_src), out=xptr[1:])
+        if name not in start:  # the host encoder: every piece of each neuron, no copies
+            ns = g.nodes[name]["pop"].replicas
+            if spec.axon_accumulates:
+                ptr, idx = _ranges(xptr, np.arange(n_src))
+                host_ptr, host_dest = ptr, _words(fo, coords, spec, idx, None)
+            else:  # one list per (neuron, replica), replica r at axon + r
+                keys = np.repeat(np.arange(n_src), ns)
+                ptr, idx = _ranges(xptr, keys)
+                rep = np.repeat(np.tile(np.arange(ns), n_src), np.diff(ptr))
+                host_ptr, host_dest = ptr, _words(fo, coords, spec, idx, rep)
+            continue
         for t in tiling.layers[name]:
-            if nxt is None:
-                n = t.neurons
-                tile_ptr.append(np.arange(n + 1, dtype=np.uint32))
+            if fo is None:  # the last layer reads out to the host
+                tile_ptr.append(np.arange(t.neurons + 1, dtype=np.uint32))
                 tile_dest.append(address.host_words(t.neuron_src))
-            else:
-                p, d = _expand(*incoming[nxt], t.neuron_src)
-                tile_ptr.append(p)
-                tile_dest.append(d)
-    enc_ptr, enc_words = incoming[order[0]]
-    return Routes(tile_ptr, tile_dest, enc_ptr.astype(np.uint32), enc_words.astype(np.uint64))
+                continue
+            # copy j of neuron x sends the pieces of x ranked j*D .. j*D+D-1 (D = max_destinations)
+            first = xptr[t.neuron_src] + t.neuron_copy * spec.max_destinations
+            cnt = np.minimum(xptr[t.neuron_src + 1] - first, spec.max_destinations).clip(min=0)
+            ptr = np.zeros(t.neurons + 1, dtype=np.int64)
+            np.cumsum(cnt, out=ptr[1:])
+            idx = np.repeat(first - ptr[:-1], cnt) + np.arange(int(ptr[-1]))
+            d = _words(fo, coords, spec, idx, None if spec.axon_accumulates else np.repeat(t.neuron_rep, cnt))
+            tile_ptr.append(ptr.astype(np.uint32))
+            tile_dest.append(d.astype(np.uint64))
+    return Routes(tile_ptr, tile_dest, host_ptr.astype(np.uint32), host_dest.astype(np.uint64))

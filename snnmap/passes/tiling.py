@@ -8,7 +8,7 @@ two, all zero none. The shape is chosen per layer: fewest tiles, then fewest axo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -25,6 +25,7 @@ class TileShape:
     tw: int
     cg: int
     level: int = 0  # fan-in level: neurons join 2^level crossbar columns
+    packed: bool = False  # tw is a most: each row band is cut into runs of columns that fill a core
 
 
 @dataclass
@@ -32,12 +33,15 @@ class Tile:
     layer: str
     index: int
     region: tuple[int, int, int, int, int, int]  # y0, y1, x0, x1, c0, c1 (half-open)
-    axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population
+    axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population; -1: unused row
     axon_sign: np.ndarray  # int8 (A,): +1 / -1
-    crossbar: np.ndarray  # bool (A, Nn)
+    crossbar: np.ndarray  # int8 (A, Nn): synapse weight, times the axon's sign
     neuron_src: np.ndarray  # int64 (Nn,): flat index of the ANN neuron in this population
     thresholds: np.ndarray  # int64 (Nn,)
     level: int = 0
+    neuron_rep: np.ndarray | None = None  # int64 (Nn,): replica of each neuron
+    neuron_copy: np.ndarray | None = None  # int64 (Nn,): fan-out copy of each neuron
+    axon_rep: np.ndarray | None = None  # int64 (A,): source replica of each axon; None: all replicas add up
 
     @property
     def axons(self) -> int:
@@ -49,23 +53,37 @@ class Tile:
 
     @property
     def synapses(self) -> int:
-        return int(self.crossbar.sum())
+        return int(np.count_nonzero(self.crossbar))
 
 
 @dataclass
 class Tiling:
     layers: dict[str, list[Tile]]
     shapes: dict[str, TileShape]
+    fanout: dict = field(default_factory=dict)  # producer layer -> fanout.FanOut towards its consumer
 
     def all_tiles(self, order: list[str]) -> list[Tile]:
         return [t for name in order for t in self.layers[name]]
 
 
+def period(src: Population, proj: Projection, shape: TileShape) -> tuple[int, int]:
+    """Rows and columns of the input patch of a tile of this shape, clipped to the map: on a chip
+    whose axons OR spikes together every tile of a layer numbers its axons by input position
+    modulo this period, so that an input sits at the same axon in every tile that reads it (one
+    multicast packet can then serve a block of tiles)."""
+    H, W, _ = src.shape
+    return (min((shape.th - 1) * proj.stride + proj.kh, H), min((shape.tw - 1) * proj.stride + proj.kw, W))
+
+
 def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
                region: tuple[int, int, int, int, int, int], level: int = 0,
-               universe: np.ndarray | None = None) -> Tile:
+               universe: np.ndarray | None = None, mult: np.ndarray | None = None,
+               periodic: tuple[int, int] | None = None) -> Tile:
     """Build one tile; with `universe` (sorted axon keys src*2 + negative), the tile configures
-    exactly those axons whether it uses them or not (the whole-input-map baseline)."""
+    exactly those axons whether it uses them or not (the whole-input-map baseline). `mult` gives
+    each ANN neuron of the population its number of fan-out copies. With `periodic` (a chip
+    whose axons OR spikes together), each source replica takes its own axon, numbered by input
+    position modulo the period, and the synapses carry the weights' signs."""
     y0, y1, x0, x1, c0, c1 = region
     H, W, C = src.shape
     s, p = proj.stride, proj.padding
@@ -80,37 +98,56 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     iy = oy[:, None] * s - p + ky[None, :]
     ix = ox[:, None] * s - p + kx[None, :]
     valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
-    local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
     w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
     live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
     p_idx, k_idx, c_idx = np.nonzero(live)
-    key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
-    if universe is None:
-        present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
-        present[key] = True
-        lkeys = np.flatnonzero(present)
-        lpos, neg = np.divmod(lkeys, 2)
-        lrc, lc = np.divmod(lpos, C)
-        ly, lx = np.divmod(lrc, pw)
-        keys = (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg
-        axon_of = np.cumsum(present)[key] - 1
-    else:
-        lpos, neg = np.divmod(key, 2)
-        lrc, lc = np.divmod(lpos, C)
-        ly, lx = np.divmod(lrc, pw)
-        keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
     n = pop.replicas
     cg = c1 - c0
-    n_neurons = len(oy) * cg * n
-    base = np.zeros((len(keys), n_neurons // n), dtype=bool)
-    base[axon_of, p_idx * cg + c_idx] = True
-    crossbar = np.repeat(base, n, axis=1)  # replicas share every synapse
+    n_ann = len(oy) * cg
+    if periodic is not None:
+        pery, perx = periodic
+        ns = src.replicas
+        res = ((iy[p_idx, k_idx] % pery) * perx + ix[p_idx, k_idx] % perx) * C + ci[k_idx]
+        n_res = pery * perx * C
+        base = np.zeros((n_res, n_ann), dtype=np.int8)
+        base[res, p_idx * cg + c_idx] = w[k_idx, c_idx]
+        res_src = np.full(n_res, -1, dtype=np.int64)
+        res_src[res] = (iy[p_idx, k_idx] * W + ix[p_idx, k_idx]) * C + ci[k_idx]
+        base = np.repeat(base, ns, axis=0)  # each source replica has its own axon, same weights
+        axon_src = np.repeat(res_src, ns)
+        axon_sign = np.ones(len(axon_src), dtype=np.int8)
+        axon_rep = np.tile(np.arange(ns), n_res)
+    else:
+        local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
+        key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
+        if universe is None:
+            present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
+            present[key] = True
+            lkeys = np.flatnonzero(present)
+            lpos, neg = np.divmod(lkeys, 2)
+            lrc, lc = np.divmod(lpos, C)
+            ly, lx = np.divmod(lrc, pw)
+            keys = (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg
+            axon_of = np.cumsum(present)[key] - 1
+        else:
+            lpos, neg = np.divmod(key, 2)
+            lrc, lc = np.divmod(lpos, C)
+            ly, lx = np.divmod(lrc, pw)
+            keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
+        base = np.zeros((len(keys), n_ann), dtype=np.int8)
+        base[axon_of, p_idx * cg + c_idx] = 1
+        axon_src, axon_sign, axon_rep = keys // 2, np.where(keys % 2 == 1, -1, 1).astype(np.int8), None
     OW, OC = pop.shape[1], pop.shape[2]
     ann = ((oy[:, None] * OW + ox[:, None]) * OC + np.arange(c0, c1)[None, :]).ravel()
     chans = np.tile(np.arange(c0, c1), len(oy))
-    return Tile(layer=layer, index=index, region=region, axon_src=keys // 2,
-                axon_sign=np.where(keys % 2 == 1, -1, 1).astype(np.int8), crossbar=crossbar,
-                neuron_src=np.repeat(ann, n), thresholds=pop.thresholds[chans].ravel(), level=level)
+    # neurons: per ANN neuron, its copies, each with the N replicas side by side
+    per = (mult[ann] if mult is not None else np.ones(n_ann, dtype=np.int64)) * n
+    col = np.repeat(np.arange(n_ann), per)
+    within = np.arange(len(col)) - np.repeat(np.cumsum(per) - per, per)
+    copy, rep = np.divmod(within, n)
+    return Tile(layer=layer, index=index, region=region, axon_src=axon_src, axon_sign=axon_sign,
+                crossbar=base[:, col], neuron_src=ann[col], thresholds=pop.thresholds[chans[col], rep],
+                level=level, neuron_rep=rep, neuron_copy=copy, axon_rep=axon_rep)
 
 
 def _group_masks(proj: Projection, cg: int) -> np.ndarray:
@@ -155,31 +192,82 @@ def fan_in(proj: Projection) -> int:
     return int(np.count_nonzero(proj.weights, axis=(0, 1, 2)).max(initial=0))
 
 
-def min_level(pop: Population, proj: Projection, spec: ChipSpec) -> int | None:
+def neuron_axons(src: Population, proj: Projection, spec: ChipSpec) -> int:
+    """Axons the smallest tile (one neuron) needs: one per nonzero weight and sign, or, where
+    axons OR spikes together, one per source replica of every input of the kernel window."""
+    if spec.axon_accumulates:
+        return fan_in(proj)
+    pery, perx = period(src, proj, TileShape(1, 1, 1))
+    return pery * perx * src.shape[2] * src.replicas
+
+
+def min_level(pop: Population, proj: Projection, spec: ChipSpec, src: Population | None = None) -> int | None:
     """Smallest fan-in level at which one neuron's inputs and replicas fit a core, or None."""
-    need = fan_in(proj)
+    need = fan_in(proj) if src is None else neuron_axons(src, proj, spec)
     for level in range(spec.fanin_max_level + 1):
         if need <= spec.axons_at(level) and pop.replicas <= spec.neurons_at(level):
             return level
     return None
 
 
-def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
-                 deadline: Deadline | None = None) -> TileShape:
-    """Fewest tiles, then the lowest fan-in level, then fewest axons; when the deadline passes,
-    the best shape found so far."""
+def _runs(weight: np.ndarray, tw: int, cap: int) -> list[tuple[int, int]] | None:
+    """Cut columns 0..W-1 into runs of at most tw columns whose weights sum to at most cap,
+    greedily from the left (optimal for a line); None if one column alone exceeds cap."""
+    cum = np.concatenate([[0], np.cumsum(weight)])
+    out, x0, W = [], 0, len(weight)
+    while x0 < W:
+        x1 = min(x0 + tw, W, int(np.searchsorted(cum, cum[x0] + cap, side="right")) - 1)
+        if x1 <= x0:
+            return None
+        out.append((x0, x1))
+        x0 = x1
+    return out
+
+
+def _packed(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
+            cap: int) -> list[tuple[int, int, int, int, int, int, int]] | None:
+    """Regions of a packed shape: per channel group and band of th rows, runs of columns whose
+    neurons (copies and replicas counted) fill a core; each as (run, y0, y1, x0, x1, c0, c1)."""
+    OH, OW, OC = shape_out
+    m = per_neuron.reshape(OH, OW, OC)
+    out = []
+    for c0 in range(0, OC, cg):
+        c1 = min(c0 + cg, OC)
+        for y0 in range(0, OH, th):
+            y1 = min(y0 + th, OH)
+            runs = _runs(m[y0:y1, :, c0:c1].sum(axis=(0, 2)), tw, cap)
+            if runs is None:
+                return None
+            out.extend((k, y0, y1, x0, x1, c0, c1) for k, (x0, x1) in enumerate(runs))
+    return out
+
+
+def shape_candidates(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
+                     deadline: Deadline | None = None, mult: np.ndarray | None = None,
+                     keep: int = 1, fan_out_limit: bool = True) -> list[tuple]:
+    """Legal shapes, best first: fewest tiles, then the lowest fan-in level, then fewest axons.
+    `mult` (copies per ANN neuron) counts fan-out copies against the neurons of a core. With
+    fan_out_limit, a chip without multicast rejects shapes that make an input feed more axons
+    than a neuron has destinations; without it they are legal and the producer pays in copies.
+    The host encoder sends as many packets as its inputs need (it is not a neuron). When the
+    deadline passes, the best found so far."""
     OH, OW, OC = pop.shape
     n = pop.replicas
-    lo = min_level(pop, proj, spec)
+    lo = min_level(pop, proj, spec, src)
     if lo is None:
-        raise DesignRuleError(f"layer {pop.name!r}: one neuron needs {fan_in(proj)} axons and {n} replicas, "
-                              f"over the limits axons_per_core={spec.axons_per_core} x 2^{spec.fanin_max_level} "
-                              f"/ neurons_per_core={spec.neurons_per_core}")
-    best = None
+        raise DesignRuleError(f"layer {pop.name!r}: one neuron needs {neuron_axons(src, proj, spec)} axons and "
+                              f"{n} replicas, over the limits axons_per_core={spec.axons_per_core} x "
+                              f"2^{spec.fanin_max_level} / neurons_per_core={spec.neurons_per_core}")
+    found: list[tuple] = []
     least_fan_out = 1 << 62
+    copies = mult is not None and int(mult.max(initial=1)) > 1
+    C, ns = src.shape[2], src.replicas
+
+    def cutoff() -> int:
+        return found[keep - 1][0] * (2 if keep > 1 else 1) if len(found) >= keep else 1 << 62
 
     def out_of_time() -> bool:
-        return best is not None and deadline is not None and deadline.expired()
+        return bool(found) and deadline is not None and deadline.expired()
 
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
     for level in range(lo, spec.fanin_max_level + 1):
@@ -190,7 +278,7 @@ def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipS
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            masks = _group_masks(proj, cg)
+            masks = _group_masks(proj, cg) if spec.axon_accumulates else None
             for th in range(1, OH + 1):
                 if th * cg > per_core or out_of_time():
                     break
@@ -198,35 +286,161 @@ def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipS
                     if th * tw * cg > per_core or out_of_time():
                         break
                     tiles = -(-OH // th) * -(-OW // tw) * n_groups
-                    if best is not None and tiles > best[0]:
+                    if tiles > cutoff():
                         continue
-                    fan_out = _fan_out_bound(proj, (OH, OW), th, tw, n_groups)
-                    if fan_out > spec.max_destinations:
-                        least_fan_out = min(least_fan_out, fan_out)
-                        continue
-                    need = _interior_axons(masks, proj.stride, th, tw)
+                    if fan_out_limit and not spec.multicast and src.on_chip:
+                        fan_out = _fan_out_bound(proj, (OH, OW), th, tw, n_groups)
+                        if fan_out > spec.max_destinations:
+                            least_fan_out = min(least_fan_out, fan_out)
+                            continue
+                    if spec.axon_accumulates:
+                        need = _interior_axons(masks, proj.stride, th, tw)
+                    else:
+                        pery, perx = period(src, proj, TileShape(th, tw, cg))
+                        need = pery * perx * C * ns
                     if need > axon_cap:
                         break  # wider tiles only need more
-                    cand = (tiles, level, need, -th * tw, TileShape(th, tw, cg, level))
-                    if best is None or cand[:4] < best[:4]:
-                        best = cand
-    if best is None and least_fan_out < 1 << 62:
+                    if copies:  # runs of columns that fill a core, as many as the copies allow
+                        if -(-int(mult.sum()) * n // spec.neurons_at(level)) > cutoff():
+                            continue
+                        cut = _packed(mult * n, pop.shape, th, tw, cg, spec.neurons_at(level))
+                        if cut is None:
+                            continue
+                        tiles = len(cut)
+                        if tiles > cutoff():
+                            continue
+                    found.append((tiles, level, need, -th * tw, TileShape(th, tw, cg, level, copies)))
+                    found.sort(key=lambda c: c[:4])
+                    del found[max(keep, 8) * 4:]
+    if not found and least_fan_out < 1 << 62:
         raise DesignRuleError(f"layer {pop.name!r}: every tile shape that fits a core makes one input "
                               f"neuron of layer {src.name!r} feed {least_fan_out} or more axons, over the "
                               f"limit max_destinations={spec.max_destinations}")
-    if best is None:
+    if not found:
         raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits a core")
-    return best[4]
+    return found[:keep]
+
+
+def best_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
+               deadline: Deadline | None = None, mult: np.ndarray | None = None) -> tuple[int, TileShape]:
+    """(tiles, shape) of the best legal shape; on a chip without multicast, shapes within the
+    destination limit first, then (if none) any shape, the producer paying with fan-out copies."""
+    try:
+        return tuple(shape_candidates(pop, src, proj, spec, deadline, mult)[0][::4])
+    except DesignRuleError as e:
+        if "max_destinations" not in str(e) or not src.on_chip:
+            raise
+    return tuple(shape_candidates(pop, src, proj, spec, deadline, mult, fan_out_limit=False)[0][::4])
+
+
+def choose_shape(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
+                 deadline: Deadline | None = None, mult: np.ndarray | None = None) -> TileShape:
+    return best_shape(pop, src, proj, spec, deadline, mult)[1]
+
+
+def _layer(g: nx.DiGraph, name: str) -> tuple[Population, Population, Projection]:
+    src_name = source_of(g, name)
+    return g.nodes[name]["pop"], g.nodes[src_name]["pop"], g.edges[src_name, name]["proj"]
+
+
+LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost their producer
+LOOKAHEAD_TILES = 256  # larger layers take their own best shape
 
 
 def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> dict[str, TileShape]:
-    """The searching half of tiling: a shape per on-chip layer, within the deadline."""
-    shapes = {}
-    for name in chip_layers(g):
-        src_name = source_of(g, name)
-        shapes[name] = choose_shape(g.nodes[name]["pop"], g.nodes[src_name]["pop"],
-                                    g.edges[src_name, name]["proj"], spec, deadline)
+    """The searching half of tiling: a shape per on-chip layer, within the deadline. Layers are
+    chosen last to first, since a layer's tiling decides how many fan-out copies its producer's
+    neurons need. Where copies arise (multicast blocks, or destinations over the limit), a few
+    candidate shapes are each cut and weighed with the cores their producer then needs."""
+    from snnmap.passes.fanout import fan_out  # fanout imports this module
+
+    order = chip_layers(g)
+    shapes: dict[str, TileShape] = {}
+    mult: dict[str, np.ndarray] = {}
+    for i in range(len(order) - 1, -1, -1):
+        name = order[i]
+        pop, src, proj = _layer(g, name)
+        m = mult.get(name)
+        if not src.on_chip:
+            shapes[name] = choose_shape(pop, src, proj, spec, deadline, m)
+            continue
+        if not spec.multicast:
+            try:  # within the destination limit the producer needs no copies: take the best shape
+                shapes[name] = shape_candidates(pop, src, proj, spec, deadline, m)[0][4]
+                continue
+            except DesignRuleError as e:
+                if "max_destinations" not in str(e):
+                    raise
+        cands = shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD, fan_out_limit=False)
+        if cands[0][0] > LOOKAHEAD_TILES:  # cutting several candidates of a layer this large costs too much
+            cands = cands[:1]
+        ppop, psrc, pproj = _layer(g, order[i - 1])
+        best = None
+        cuts = {}
+        # first only shapes whose copies leave the producer a shape within its own destination
+        # limit (else copies cascade upstream); then any shape the producer can hold at all
+        for strict in ((True, False) if not spec.multicast else (False,)):
+            for tiles, *_, shape in cands:
+                if best is not None and deadline is not None and deadline.expired():
+                    break
+                if shape not in cuts:
+                    cut = [build_tile(name, k, pop, src, proj, region, shape.level, mult=m,
+                                      periodic=None if spec.axon_accumulates else period(src, proj, shape))
+                           for k, region in enumerate(regions(pop, shape, spec, m))]
+                    cuts[shape] = fan_out(src, cut, spec).mult
+                pm = cuts[shape]
+                try:
+                    ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
+                              else best_shape(ppop, psrc, pproj, spec, deadline, pm)[0])
+                except DesignRuleError:
+                    continue
+                if best is None or tiles + ptiles < best[0]:
+                    best = (tiles + ptiles, shape, pm)
+            if best is not None:
+                break
+        if best is None:
+            raise DesignRuleError(f"layer {name!r}: every tile shape gives the neurons of layer {src.name!r} more "
+                                  f"fan-out copies than a core of that layer holds (limits max_destinations="
+                                  f"{spec.max_destinations}, neurons_per_core={spec.neurons_per_core})")
+        shapes[name] = best[1]
+        mult[src.name] = best[2]
     return shapes
+
+
+def regions(pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray | None = None) -> list[tuple]:
+    """The tiles' regions in tile order. On a multicast chip, spatial regions in Morton (Z)
+    order with their channel groups side by side, so that tiles reading the same inputs sit in
+    aligned blocks of the order; elsewhere channel group, then rows, then columns. A packed
+    shape cuts each band into runs of columns by the neurons' copies (`mult`)."""
+    OH, OW, OC = pop.shape
+    if shape.packed:
+        per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
+        cut = _packed(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
+        if cut is None:
+            raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels "
+                                  f"with its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
+                                  f" / 2^{shape.level}")
+        if spec.multicast:
+            cut.sort(key=lambda r: (morton(r[0], r[1] // shape.th), r[5]))
+        return [r[1:] for r in cut]
+    ys, xs, cs = range(0, OH, shape.th), range(0, OW, shape.tw), range(0, OC, shape.cg)
+
+    def reg(y0, x0, c0):
+        return (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW), c0, min(c0 + shape.cg, OC))
+
+    if not spec.multicast:
+        return [reg(y0, x0, c0) for c0 in cs for y0 in ys for x0 in xs]
+    spatial = sorted(((y0, x0) for y0 in ys for x0 in xs),
+                     key=lambda yx: morton(yx[1] // shape.tw, yx[0] // shape.th))
+    return [reg(y0, x0, c0) for y0, x0 in spatial for c0 in cs]
+
+
+def morton(x: int, y: int) -> int:
+    """Z-order code: x's bits at the even positions, y's at the odd."""
+    code = 0
+    for b in range(16):
+        code |= ((x >> b) & 1) << (2 * b) | ((y >> b) & 1) << (2 * b + 1)
+    return code
 
 
 def axon_universe(src: Population, proj: Projection) -> np.ndarray:
@@ -261,30 +475,35 @@ def baseline_shape(pop: Population, n_axons: int, spec: ChipSpec) -> TileShape |
     return None
 
 
-def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], whole_input: bool = False, progress=None) -> Tiling:
+def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole_input: bool = False,
+              progress=None) -> Tiling:
     """The fixed half: cut every layer by its shape and build each tile's axons and crossbar
-    (with whole_input, every tile configures the layer's whole input map: the baseline)."""
-    layers = {}
-    for name in chip_layers(g):
-        pop: Population = g.nodes[name]["pop"]
-        src_name = source_of(g, name)
-        src: Population = g.nodes[src_name]["pop"]
-        proj: Projection = g.edges[src_name, name]["proj"]
+    (with whole_input, every tile configures the layer's whole input map: the baseline). Last
+    layer first, since a layer's tiles decide its producer's fan-out copies."""
+    from snnmap.passes.fanout import fan_out
+
+    layers, fan = {}, {}
+    order = chip_layers(g)
+    mult: dict[str, np.ndarray] = {}
+    for name in reversed(order):
+        pop, src, proj = _layer(g, name)
         shape = shapes[name]
-        universe = axon_universe(src, proj) if whole_input else None
-        OH, OW, OC = pop.shape
+        if spec.axon_accumulates:
+            universe, periodic = (axon_universe(src, proj) if whole_input else None), None
+        else:
+            universe, periodic = None, (src.shape[:2] if whole_input else period(src, proj, shape))
         tiles = []
-        for c0 in range(0, OC, shape.cg):
-            for y0 in range(0, OH, shape.th):
-                for x0 in range(0, OW, shape.tw):
-                    region = (y0, min(y0 + shape.th, OH), x0, min(x0 + shape.tw, OW),
-                              c0, min(c0 + shape.cg, OC))
-                    tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe))
-                    if progress is not None:
-                        progress(1)
+        for region in regions(pop, shape, spec, mult.get(name)):
+            tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe,
+                                    mult.get(name), periodic))
+            if progress is not None:
+                progress(1)
         layers[name] = tiles
-    return Tiling(layers, dict(shapes))
+        fan[src.name] = fan_out(src, tiles, spec)
+        if src.on_chip:
+            mult[src.name] = fan[src.name].mult
+    return Tiling({n: layers[n] for n in order}, dict(shapes), fan)
 
 
 def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> Tiling:
-    return cut_tiles(g, choose_shapes(g, spec, deadline))
+    return cut_tiles(g, choose_shapes(g, spec, deadline), spec)

@@ -33,6 +33,9 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
           sizes: list[int], host: bool) -> list[_Inbound]:
     counts = np.diff(ptr.astype(np.int64))
     src = np.repeat(np.arange(len(counts)), counts)
+    if spec.multicast and not host:  # a masked word reaches a block of cores: one entry per core
+        idx, words = address.expand(spec, words)
+        src = src[idx]
     is_host, *_, low = address.decode(spec, words)
     if host:
         dst = np.zeros(len(words), dtype=np.int64)
@@ -55,12 +58,15 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
     return plans
 
 
-def _gather(plan: _Inbound, spikes: np.ndarray) -> np.ndarray:
+def _gather(plan: _Inbound, spikes: np.ndarray, accumulate: bool = True) -> np.ndarray:
+    """Events per axon; where the chip's axons OR spikes together, at most one."""
     out = np.zeros((plan.size, spikes.shape[1]), dtype=np.float32)
     if len(plan.src) == len(plan.starts):  # one source per axon: a plain gather
         out[plan.axons] = spikes[plan.src]
     elif len(plan.src):
         out[plan.axons] = np.add.reduceat(spikes[plan.src], plan.starts, axis=0)
+    if not accumulate:
+        np.minimum(out, 1.0, out=out)
     return out
 
 
@@ -105,9 +111,10 @@ def _route_lengths(spec, src: tuple[int, int, int, int], words: np.ndarray, ptr:
 
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    column = row_ids(np.packbits(c.crossbar.T, axis=1))
+    xt = c.crossbar.T
+    column = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))
     first_of = first_index(column)
-    uniq = c.crossbar.T[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
+    uniq = xt[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
     ptr = c.dest_ptr.astype(np.int64)
     counts = np.diff(ptr)
     group = csr_ids(ptr, c.dest, prefix=column)
@@ -125,7 +132,7 @@ def _core_plan(c, spec) -> _CorePlan:
     shared = bool(uniform) and len(first_of) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
     hop_sums, max_hops = _route_lengths(spec, c.coord, g_dest, g_ptr)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
-                     g_ptr, g_dest.astype(np.uint64), c.crossbar.sum(axis=1).astype(np.float32),
+                     g_ptr, g_dest.astype(np.uint64), np.count_nonzero(c.crossbar, axis=1).astype(np.float32),
                      np.diff(g_ptr).astype(np.float32), hop_sums, max_hops, c.neurons)
 
 
@@ -214,7 +221,8 @@ class Simulator:
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Host encoder: full-precision conv, V = 2^k * conv, replica i fires iff sign*V >= sign*theta_i.
 
-        Returns spike counts (n_encoder_neurons, batch) in (h, w, c) order.
+        Returns spike counts (n_encoder_neurons, batch) in (h, w, c) order; where the chip's axons OR
+        spikes together, spikes (n_encoder_neurons * N, batch), each replica its own row.
         """
         img, enc = self.img, self.img.encoder
         w = enc["weights"]
@@ -250,6 +258,9 @@ class Simulator:
             for tap in range(K):
                 acc += cols[rows, tap] * wk[tap, chans]
             sv[rows, chans] = acc * (scale * sign[chans])
+        if not img.spec.axon_accumulates:  # each replica's spike travels on its own: (neuron, replica) rows
+            fired = np.stack([sv >= st[i] for i in range(img.replicas)], axis=-1).astype(np.float32)
+            return fired.reshape(n, oh * ow * cout * img.replicas).T.copy()
         counts = np.zeros(sv.shape, dtype=np.float32)
         for i in range(img.replicas):
             counts += sv >= st[i]
@@ -299,7 +310,7 @@ class Simulator:
                 slowest = np.zeros(nb)
                 for j, ci in enumerate(self.by_tick[t]):
                     plan = self.cores[ci]
-                    ev = _gather(self.inbound[t][j], prev)
+                    ev = _gather(self.inbound[t][j], prev, spec.axon_accumulates)
                     v = plan.weights @ (ev.astype(np.float64) if plan.wide else ev)  # (U, batch): per distinct column
                     if plan.shared and not record:  # group g = column g = neurons g*k .. g*k+k-1
                         fired = v[:, None, :] >= plan.thr.reshape(-1, plan.uniform, 1)

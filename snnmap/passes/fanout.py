@@ -1,0 +1,183 @@
+"""Fan-out: which packets each neuron of a layer sends to the tiles of the next, and the copies
+that needs.
+
+A neuron has at most `max_destinations` destination words. Where a source neuron must reach
+more (tile, axon) places than that, its tile holds copies of it (same crossbar column and
+threshold, so the same spike) that share the destinations out: the copies cost neurons, which
+is why tiling asks this module before it cuts the producer layer.
+
+On a multicast chip (PAICORE: one word per neuron, reaching an aligned power-of-two block of
+cores at one axon index) the consumer's tiles number their axons alike (tiling.period), so one
+word serves a whole block of tiles whenever every tile in it either reads the input or leaves
+that axon unused. The fewest such blocks covering the tiles that read an input come from a
+small dynamic programme over the blocks of the tile order (a block is taken whole when it is
+usable and needed, else split in two), vectorized over the inputs. A block is any sub-cube of
+the position bits (PAICORE masks x and y bits independently; in Morton order they alternate):
+for layers of up to 2^SUBCUBE_BITS tiles the programme tries every bit to split on, above that
+only the highest (aligned runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from snnmap.chip.spec import ChipSpec
+from snnmap.ir import Population
+
+SUBCUBE_BITS = 7
+
+
+@dataclass
+class FanOut:
+    mult: np.ndarray  # int64 (src.size,): copies of each source ANN neuron (>= 1)
+    src: np.ndarray  # int64 (P,): source ANN neuron of each destination piece, sorted
+    copy: np.ndarray  # int64 (P,): the copy that sends it
+    tile: np.ndarray  # int64 (P,): first tile of the block (tile index in the consumer layer)
+    free: np.ndarray  # int64 (P,): bits of the tile position the block leaves free (2^popcount tiles)
+    axon: np.ndarray  # int64 (P,): axon index in every tile of the block (replica 0 on OR chips)
+    align: int  # tiles: the consumer's first tile must sit at a multiple of this in the core order
+    spread: bool  # the consumer spans chips: its tile s sits at core s % usable of its chip
+
+
+def slots(n_tiles: int, spec: ChipSpec) -> np.ndarray:
+    """Position of each tile in the core order the blocks are aligned in: consecutive within a
+    chip's usable cores, and a layer larger than one chip starts each chip afresh."""
+    s = np.arange(n_tiles, dtype=np.int64)
+    if n_tiles <= spec.usable_cores:
+        return s
+    return s // spec.usable_cores * spec.cores_per_chip + s % spec.usable_cores
+
+
+def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> FanOut:
+    ns = src.replicas
+    if not spec.multicast:
+        return _unicast(src, tiles, spec)
+    X, T = src.size, len(tiles)
+    res_of = np.full(X, -1, dtype=np.int64)
+    need = np.zeros((T, X), dtype=bool)
+    unused = []
+    for t, tile in enumerate(tiles):
+        rows0 = tile.axon_src[::ns]  # periodic layout: replica r of residue q is row q * ns + r
+        used = rows0 >= 0
+        res_of[rows0[used]] = np.flatnonzero(used)
+        need[t, rows0[used]] = True
+        unused.append(~used)
+    pos = slots(T, spec)
+    bits = int(pos[-1]).bit_length() if T else 0
+    ok_of = np.stack(unused) if T else np.zeros((0, 0), bool)
+    pieces = []
+    for x0 in range(0, X, chunk):
+        xs = np.arange(x0, min(x0 + chunk, X))
+        r = res_of[xs]
+        nd = np.zeros((1 << bits, len(xs)), dtype=bool)
+        ok = np.zeros((1 << bits, len(xs)), dtype=bool)
+        nd[pos] = need[:, xs]
+        ok[pos] = need[:, xs] | (ok_of[:, np.maximum(r, 0)] & (r >= 0)[None, :])
+        chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
+        if bits <= min(SUBCUBE_BITS, chip_bits):
+            pieces.append(_subcubes(nd, ok, bits, xs))
+        else:
+            pieces.append(_aligned_runs(nd, ok, min(bits, chip_bits), xs))
+    px = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    pv = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    pf = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    tile_at = np.full(1 << bits, -1, dtype=np.int64)
+    tile_at[pos] = np.arange(T)
+    order = np.lexsort((pv, px))
+    px, pv, pf = px[order], pv[order], pf[order]
+    return _finish(X, px, tile_at[pv], pf, res_of[px] * ns, spec,
+                   align=1 << int(pf.max(initial=0)).bit_length(), spread=T > spec.usable_cores)
+
+
+def _aligned_runs(nd: np.ndarray, ok: np.ndarray, max_level: int, xs: np.ndarray) -> tuple:
+    """Blocks that are aligned runs of 2^level positions (the low bits free)."""
+    takes, full, anyn = [nd.copy()], ok, nd
+    while anyn.shape[0] > 1 and len(takes) <= max_level:
+        full = full[0::2] & full[1::2]
+        anyn = anyn[0::2] | anyn[1::2]
+        takes.append(full & anyn)
+    covered = np.zeros_like(takes[-1])
+    out = []
+    for lv in range(len(takes) - 1, -1, -1):
+        if lv < len(takes) - 1:
+            covered = np.repeat(covered, 2, axis=0)
+        emit = takes[lv] & ~covered
+        b, xi = np.nonzero(emit)
+        out.append((xs[xi], b << lv, np.full(len(b), (1 << lv) - 1)))
+        covered |= emit
+    return tuple(np.concatenate([o[i] for o in out]).astype(np.int64) for i in range(3))
+
+
+def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tuple:
+    """Fewest sub-cubes of the position bits covering the needed positions, each inside the
+    usable ones, among covers made by splitting on one bit at a time (exact for those)."""
+    n = len(xs)
+    cubes = {}  # (free, value) -> (cost, full, any)
+    for free in sorted(range(1 << bits), key=lambda f: bin(f).count("1")):
+        for value in range(1 << bits):
+            if value & free:
+                continue
+            if not free:
+                a = nd[value]
+                cubes[free, value] = (a.astype(np.int32), ok[value], a)
+                continue
+            low = free & -free
+            c0, f0, a0 = cubes[free ^ low, value]
+            c1, f1, a1 = cubes[free ^ low, value | low]
+            full, anyn = f0 & f1, a0 | a1
+            best = c0 + c1
+            f = free
+            while f:
+                b = f & -f
+                f ^= b
+                if b != low:
+                    best = np.minimum(best, cubes[free ^ b, value][0] + cubes[free ^ b, value | b][0])
+            cubes[free, value] = (np.where(full & anyn, 1, best).astype(np.int32), full, anyn)
+    out_x, out_v, out_f = [], [], []
+    top = (1 << bits) - 1
+    for j in range(n):
+        stack = [(top, 0)]
+        while stack:
+            free, value = stack.pop()
+            cost, full, anyn = (a[j] for a in cubes[free, value])
+            if not anyn:
+                continue
+            if full:
+                out_x.append(xs[j]), out_v.append(value), out_f.append(free)
+                continue
+            f = free
+            while f:
+                b = f & -f
+                f ^= b
+                if cubes[free ^ b, value][0][j] + cubes[free ^ b, value | b][0][j] == cost:
+                    stack += [(free ^ b, value), (free ^ b, value | b)]
+                    break
+    return (np.array(out_x, np.int64), np.array(out_v, np.int64), np.array(out_f, np.int64))
+
+
+def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:
+    """One destination word per (tile, axon) reading the input; on an OR chip, per replica 0
+    (replica r goes r axons further)."""
+    xs, ts, axs = [], [], []
+    for t, tile in enumerate(tiles):
+        rows = np.flatnonzero(tile.axon_src >= 0)
+        if tile.axon_rep is not None:
+            rows = rows[tile.axon_rep[rows] == 0]
+        xs.append(tile.axon_src[rows])
+        ts.append(np.full(len(rows), t, dtype=np.int64))
+        axs.append(rows)
+    px = np.concatenate(xs) if xs else np.zeros(0, np.int64)
+    pt = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+    pa = np.concatenate(axs) if axs else np.zeros(0, np.int64)
+    order = np.lexsort((pa, pt, px))
+    return _finish(src.size, px[order], pt[order], np.zeros(len(px), np.int64), pa[order], spec, 1, False)
+
+
+def _finish(X: int, px, pt, pf, pa, spec: ChipSpec, align: int, spread: bool) -> FanOut:
+    counts = np.bincount(px, minlength=X)
+    rank = np.arange(len(px)) - np.repeat(np.cumsum(counts) - counts, counts)
+    mult = np.maximum(1, -(-counts // spec.max_destinations))
+    return FanOut(mult.astype(np.int64), px.astype(np.int64), (rank // spec.max_destinations).astype(np.int64),
+                  pt.astype(np.int64), pf.astype(np.int64), pa.astype(np.int64), align, spread)

@@ -1,0 +1,62 @@
+"""Placement on a multicast chip: layers along the chip's Morton (Z) order, each starting at a
+multiple of the largest multicast block its producer sends to.
+
+The fan-out plan (fanout.py) numbered a layer's tiles so that its multicast blocks are aligned
+runs of that order; in Morton order an aligned run of 2^j codes is an aligned square (or 2:1)
+block of cores, which is what one PAICORE destination word with a replication mask reaches.
+A layer larger than one chip's usable cores starts on a fresh chip and fills each chip's usable
+codes in turn (the reserved corner is the end of the order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnmap.chip.spec import ChipSpec
+from snnmap.errors import DesignRuleError
+from snnmap.passes.fanout import slots
+from snnmap.passes.place import Placement
+
+
+def demorton(code: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Morton code -> (x, y): x from the even bits, y from the odd."""
+    code = np.asarray(code, np.int64)
+    x = np.zeros_like(code)
+    y = np.zeros_like(code)
+    for b in range(bits):
+        x |= ((code >> (2 * b)) & 1) << b
+        y |= ((code >> (2 * b + 1)) & 1) << b
+    return x, y
+
+
+def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> Placement:
+    """layer_tiles: per layer in tick order, (tiles, alignment). Returns coords in tile order."""
+    per_chip, usable = spec.cores_per_chip, spec.usable_cores
+    chip, code = 0, 0
+    out = []
+    for n, align in layer_tiles:
+        if n > usable:  # spans chips: starts on a fresh one, tile s at code s % usable
+            if code:
+                chip, code = chip + 1, 0
+            pos = slots(n, spec)
+        else:
+            code = -(-code // align) * align
+            if code + n > usable:
+                chip, code = chip + 1, 0
+            pos = code + np.arange(n)
+        g = chip * per_chip + pos
+        out.append(g)
+        last = int(g[-1]) if n else chip * per_chip + code - 1
+        chip, code = divmod(last + 1, per_chip)
+        if code >= usable:
+            chip, code = chip + 1, 0
+    g = np.concatenate(out) if out else np.zeros(0, np.int64)
+    c, m = np.divmod(g, per_chip)
+    row = 1 << spec.chip_x_bits  # chips fill a row of the board, then the next row
+    if len(c) and int(c.max()) >= row << spec.chip_y_bits:
+        raise DesignRuleError(f"network: the layers need {int(c.max()) + 1} chips, over the limit of "
+                              f"{row << spec.chip_y_bits} chips on the board (chip_x_bits={spec.chip_x_bits}, "
+                              f"chip_y_bits={spec.chip_y_bits})")
+    x, y = demorton(m, spec.core_x_bits)
+    cy, cx = np.divmod(c, row)
+    return Placement(np.stack([cx, cy, x, y], axis=1))
