@@ -242,6 +242,31 @@ def _packed(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw
     return out
 
 
+def _packed_count(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
+                  cap: int) -> int | None:
+    """len(_packed(...)), all bands and groups advanced together (the shape search's inner loop)."""
+    OH, OW, OC = shape_out
+    ry, rc = -(-OH // th), -(-OC // cg)
+    m = np.zeros((ry * th, OW, rc * cg), dtype=np.int64)
+    m[:OH, :, :OC] = per_neuron.reshape(OH, OW, OC)
+    w = m.reshape(ry, th, OW, rc, cg).sum(axis=(1, 4)).transpose(0, 2, 1).reshape(-1, OW)  # (bands*groups, OW)
+    cum = np.concatenate([np.zeros((len(w), 1), np.int64), np.cumsum(w, axis=1)], axis=1)
+    rows = np.arange(len(w))
+    pos = np.zeros(len(w), dtype=np.int64)
+    count = 0
+    while True:
+        live = pos < OW
+        if not live.any():
+            return count
+        r, p0 = rows[live], pos[live]
+        reach = (cum[r] <= (cum[r, p0] + cap)[:, None]).sum(axis=1) - 1
+        x1 = np.minimum(np.minimum(p0 + tw, OW), reach)
+        if (x1 <= p0).any():
+            return None
+        pos[live] = x1
+        count += len(r)
+
+
 def shape_candidates(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
                      deadline: Deadline | None = None, mult: np.ndarray | None = None,
                      keep: int = 1, fan_out_limit: bool = True) -> list[tuple]:
@@ -270,6 +295,8 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
         return bool(found) and deadline is not None and deadline.expired()
 
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
+    if spec.multicast:  # a power-of-two number of channel groups keeps a region's tiles one aligned block
+        groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
         for cg in groups:
@@ -303,10 +330,9 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
                     if copies:  # runs of columns that fill a core, as many as the copies allow
                         if -(-int(mult.sum()) * n // spec.neurons_at(level)) > cutoff():
                             continue
-                        cut = _packed(mult * n, pop.shape, th, tw, cg, spec.neurons_at(level))
-                        if cut is None:
+                        tiles = _packed_count(mult * n, pop.shape, th, tw, cg, spec.neurons_at(level))
+                        if tiles is None:
                             continue
-                        tiles = len(cut)
                         if tiles > cutoff():
                             continue
                     found.append((tiles, level, need, -th * tw, TileShape(th, tw, cg, level, copies)))
