@@ -6,8 +6,9 @@ baselines, the gap to the lower bound, and on small instances the proven optimum
 Networks: the published four-spike LeNet on sg64 (its traffic from 200 MNIST test images through
 the reference, and from the uniform-activity model), VGG-Net (random, seed 0) on sg64 with
 max_destinations = 1024 (it does not tile within 32) in a row of chips and on a 6x5 board.
---small: random networks of a few dozen tiles on a chip of 4x4 cores, where a whole-board CP-SAT
-solve proves the optimum the incremental passes are compared with. Each row compiles with the
+--small: a random network (8C3p1-12C3p1-12C2s2-16C3-10) on 8x8, 10x10 and 12x12 inputs, 9 to 18
+tiles on chips of 4x4 cores: after the passes (2 s), one whole-board CP-SAT solve (20 budget
+units) tries to prove the optimum they are compared with. Each row compiles with the
 default placement budget (pipeline.default_place_seconds) unless --seconds is given.
 """
 
@@ -27,8 +28,7 @@ from snnmap.zoo import LENET_ARCH, random_model, vgg
 
 def row(name: str, model, spec: ChipSpec, chips=None, calibration=None, seconds=None) -> None:
     t0 = time.perf_counter()
-    res = compile_model(model, spec, chips=chips, calibration=calibration,
-                        time_limit=None if seconds is None else 2 * seconds)
+    res = compile_model(model, spec, chips=chips, calibration=calibration, place_seconds=seconds)
     total = time.perf_counter() - t0
     rep = res.placement_report
     seq = rep["baselines"]["sequential"]["spike_hops"]
@@ -45,7 +45,7 @@ def row(name: str, model, spec: ChipSpec, chips=None, calibration=None, seconds=
           f"{place_s:.1f} s | {total:.1f} s | {passes} |", flush=True)
 
 
-def small(seed: int, spec: ChipSpec, seconds: float, prove: float) -> None:
+def small(hw: int, spec: ChipSpec, seconds: float, prove: float, seed: int = 0) -> None:
     """The incremental passes, then one whole-board solve given `prove` budget units to prove."""
     from snnmap.convert import convert
     from snnmap.ir import chip_layers
@@ -53,8 +53,8 @@ def small(seed: int, spec: ChipSpec, seconds: float, prove: float) -> None:
     from snnmap.passes.place_cpsat import Cost, PassReport, Placer
     from snnmap.passes.traffic import tile_traffic
 
-    model = random_model("8C3p1-12C3p1-12C2s2-16C3-10", (12, 12), 1, seed=seed, name=f"small-{seed}")
-    res = compile_model(model, spec, time_limit=2 * seconds)
+    model = random_model("8C3p1-12C3p1-12C2s2-16C3-10", (hw, hw), 1, seed=seed, name=f"small-{hw}")
+    res = compile_model(model, spec, place_seconds=seconds)
     g = convert(model)
     order = chip_layers(g)
     tr = tile_traffic(g, res.tiling, order)
@@ -70,7 +70,7 @@ def small(seed: int, spec: ChipSpec, seconds: float, prove: float) -> None:
     placer.solve(best, np.arange(n), [np.arange(board.slots)] * n, prove, rep, quick=False)
     dt = time.perf_counter() - t0
     status = "proven optimal" if rep.proven else f"best bound {rep.bound:,.1f}"
-    print(f"| small-{seed} | {n} tiles on {board.chips_x}x{board.chips_y} chips of {spec.mesh_w}x{spec.mesh_h} | "
+    print(f"| {hw}x{hw} input | {n} tiles on {board.chips_x}x{board.chips_y} chips of {spec.mesh_w}x{spec.mesh_h} | "
           f"{res.placement_report['baselines']['sequential']['spike_hops']:,.1f} | {incremental:,.1f} | "
           f"{cost.spike_hops(best):,.1f} ({status}) | {(incremental - rep.bound) / incremental:.1%} | {dt:.1f} s |",
           flush=True)
@@ -101,13 +101,13 @@ def main() -> None:
         row("VGG-Net (random, seed 0)", model, wide, seconds=a.seconds)
         row("VGG-Net (random, seed 0)", model, wide, chips=(6, 5), seconds=a.seconds)
     if a.small:
-        spec = ChipSpec(**{**SG64.to_dict(), "name": "sg16", "mesh_w": 4, "mesh_h": 4, "neurons_per_core": 512,
+        spec = ChipSpec(**{**SG64.to_dict(), "name": "sg16", "mesh_w": 4, "mesh_h": 4, "neurons_per_core": 1024,
                            "axons_per_core": 512, "fanin_max_level": 1})
         print("\n| instance | board | sequential | incremental passes | whole-board CP-SAT | "
               "incremental vs bound | proof time |")
         print("|---|---|---|---|---|---|---|")
-        for seed in range(3):
-            small(seed, spec, seconds=a.seconds or 0.5, prove=60.0)
+        for hw in (8, 10, 12):
+            small(hw, spec, seconds=a.seconds or 2.0, prove=20.0)
 
 
 if __name__ == "__main__":

@@ -77,12 +77,13 @@ def default_place_seconds(n_tiles: int) -> float:
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
                   tiling: str = "locality", progress=None, placer: str = "cpsat", seed: int = 0,
                   chips: tuple[int, int] | None = None, calibration: np.ndarray | None = None,
-                  calibration_name: str = "") -> CompileResult:
+                  calibration_name: str = "", place_seconds: float | None = None) -> CompileResult:
     """time_limit bounds the searching passes (tile shapes, placement) on the clock; placement gets
     half of it as its budget (without one, default_place_seconds). tiling 'baseline' gives every
     core of a layer the layer's whole input map (for comparison). placer: cpsat (the passes),
     sequential or random (the baselines). chips: the board (W, H), default as few as fit in a row.
     calibration: images whose activity weighs the traffic (default: the uniform-activity model).
+    place_seconds overrides the placement budget (benchmarks).
     progress, if given, is called as progress(pass_name, total) when a pass with many steps starts
     and returns a function called with the steps done."""
     if tiling not in TILINGS:
@@ -119,7 +120,8 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         desc = None if calibration is None else \
             f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
         traffic = tile_traffic(g, tiles_by_layer, order, counts, desc)
-    seconds = 0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
+    seconds = place_seconds if place_seconds is not None else \
+        0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
     placement, report = _place(tiles, tiles_by_layer, order, traffic, board, placer, seed,
                                seconds, deadline, progress, timings)
     with _timer(timings, "route"):

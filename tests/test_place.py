@@ -218,3 +218,21 @@ def test_compile_prints_placement_and_rejects_bad_requests(tmp_path):
     rep = json.loads(p.stdout)["placement"]
     assert rep["traffic_model"].startswith("calibrated: mean activity of 5 images")
     assert set(rep["baselines"]) == {"sequential", "random"}
+
+
+def test_placement_stops_at_the_time_limit():
+    """The wall clock guards --time-limit: whatever the budget, the CP-SAT passes end by the
+    deadline (plus one solve's reaction time) and the image is complete."""
+    import time
+
+    from test_reliability import lenet_like
+
+    model = lenet_like()
+    t0 = time.perf_counter()
+    res = compile_model(model, SG64, time_limit=0.8, place_seconds=60.0)
+    total = time.perf_counter() - t0
+    searching = sum(v for k, v in res.timings.items() if k in ("tile shapes", "place: windows", "place: refine"))
+    fixed = total - sum(v for k, v in res.timings.items() if k in ("tile shapes", "place: windows", "place: refine"))
+    assert searching <= 0.8 + 0.5, res.timings
+    assert res.placement_report["cut_by_clock"]
+    assert len(res.image.cores) == len(res.placement.coords) and fixed > 0

@@ -97,19 +97,26 @@ class Cost:
         e = mask[t.src] | mask[t.dst]
         return float((self.board.hops(pos[t.src[e]], pos[t.dst[e]]) * t.packets[e]).sum())
 
-    def lower_bound(self) -> float:
-        """A bound no placement beats: each tile's edges, heaviest first, at the nearest distances a
-        grid offers (at most min(4d, 4 x the board's short side) slots at distance d), halved
-        since every edge is counted from both ends (Gilmore-Lawler style)."""
+    def tile_bounds(self, scale: float = 1.0) -> np.ndarray:
+        """Per tile: the least its edges can cost, heaviest first at the nearest distances a grid
+        offers (at most min(4d, 4 x the board's short side) slots at distance d), packets scaled
+        and rounded as a CP-SAT solve scales them."""
         deg = np.diff(self.ptr)
+        out = np.zeros(self.n)
         if len(deg) == 0 or deg.max() == 0:
-            return 0.0
+            return out
         side = min(self.board.width, self.board.height)
         d = np.arange(1, deg.max() + 2)
-        per = np.minimum(4 * d, 4 * side)
-        dist = np.repeat(d, per)[:deg.max()]
+        dist = np.repeat(d, np.minimum(4 * d, 4 * side))[:deg.max()]
         rank = np.arange(len(self.nbr)) - np.repeat(self.ptr[:-1], deg)
-        return float((self.w * dist[rank]).sum() / 2)
+        w = self.w if scale == 1.0 else np.maximum(1, np.rint(self.w * scale))
+        np.add.at(out, np.repeat(np.arange(self.n), deg), w * dist[rank])
+        return out
+
+    def lower_bound(self) -> float:
+        """A bound no placement beats: every edge is counted from both ends, so half the sum of
+        the tiles' own bounds (Gilmore-Lawler style)."""
+        return float(self.tile_bounds().sum() / 2)
 
 
 @dataclass
@@ -128,7 +135,11 @@ class Placer:
               rep: PassReport, quick: bool = True) -> bool:
         """Re-place the `free` tiles over their candidate slots (pos holds a feasible start, their
         slots differ and lie in cand); updates pos in place; True when the solve improved it."""
-        from ortools.sat.python import cp_model
+        wall = self._wall_left()
+        if wall is not None and wall <= 0.01:
+            self.cut_by_clock = True
+            return False
+        from ortools.sat.python import cp_model  # here: its import alone takes about 0.4 s
 
         wall = self._wall_left()
         if wall is not None and wall <= 0.01:
@@ -198,6 +209,7 @@ class Placer:
         m.AddAllDifferent(slot_v)
         axes = [(board.width - 1, 1), (board.height - 1, 1)] + ([(board.chips_x - 1, chip_cost)] if use_cx else []) \
             + ([(board.chips_y - 1, chip_cost)] if use_cy else [])
+        incident = [[] for _ in range(n_free)]  # per tile: (distance variables, coefficients) of its edges
         for (i, j), w in zip(pairs.tolist(), pair_w):
             wi = max(1, int(round(w * scale)))
             ds = []
@@ -208,6 +220,26 @@ class Placer:
                 terms.append(d)
                 coefs.append(wi * mult)
             m.Add(ds[0] + ds[1] >= 1)
+            for end in (i, j):
+                incident[end].append((ds, [wi * mult for _, mult in axes]))
+        if not quick:
+            # each tile's own Gilmore-Lawler bound as a cut (the LP alone sees |dx| + |dy| >= 1 only)
+            lb = self.cost.tile_bounds(scale)
+            for li, t in enumerate(free):
+                if len(fixed[li][0]):
+                    continue  # its fixed edges are rounded as one sum: the cut would not match
+                vs = [v for group, _ in incident[li] for v in group]
+                cs = [c for _, group in incident[li] for c in group]
+                m.Add(cp_model.LinearExpr.WeightedSum(vs, cs) >= int(np.floor(lb[t])))
+            if n_free == cost.n:  # every edge inside: the objective is half the tiles' sums
+                m.Add(cp_model.LinearExpr.WeightedSum(terms, coefs) >= int(np.ceil(lb.sum() / 2)))
+            if n_free == cost.n and all(len(c) == board.slots for c in cand):
+                # the whole board is free: mirror images are equivalent, keep the heaviest tile in one quadrant
+                heavy = int(np.argmax(np.bincount(np.concatenate([cost.traffic.src, cost.traffic.dst]),
+                                                  weights=np.concatenate([cost.traffic.packets] * 2),
+                                                  minlength=cost.n)[free]))
+                m.Add(coord_v[heavy][0] <= (board.width - 1) // 2)
+                m.Add(coord_v[heavy][1] <= (board.height - 1) // 2)
         m.Minimize(cp_model.LinearExpr.WeightedSum(terms, coefs))
         solver = cp_model.CpSolver()
         p = solver.parameters
@@ -286,26 +318,44 @@ def windows_pass(placer: Placer, pos: np.ndarray, layer_tiles: list[np.ndarray],
             break
 
 
+def _nearest(board: Board, center: int, count: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The `count` slots fewest hops from `center` (ties by slot number), leaving out `exclude`."""
+    every = np.arange(board.slots)
+    order = np.lexsort((every, board.hops(np.full(board.slots, center), every)))
+    if exclude is not None:
+        order = order[~np.isin(order, exclude)]
+    return order[:count]
+
+
 def lns_pass(placer: Placer, pos: np.ndarray, budget: float, rep: PassReport, progress) -> None:
-    """Free the LNS_SLOTS slots nearest a random tile, re-solve them, keep the result if better;
-    until the budget is spent or a long run of steps brings nothing."""
-    board, n = placer.board, len(pos)
+    """Free a region of LNS_SLOTS slots, re-solve it, keep the result if better; until the budget is
+    spent or a long run of steps brings nothing. Steps alternate two regions: the slots nearest a
+    random tile, and half of those plus the slots nearest one of its partners (drawn by traffic),
+    so that tiles can also move far, to another chip, where their partners are."""
+    board, cost, n = placer.board, placer.cost, len(pos)
     rng = np.random.default_rng(placer.seed)
     patience = max(30, 3 * n // LNS_SLOTS)
     idle = 0
     units = max(1, int(budget * 1000))
     step = progress("placement: CP-SAT refinement", units) if progress else (lambda n: None)
     shown = 0
-    all_slots = np.arange(board.slots)
+    it = 0
     while rep.work < budget and idle < patience and not placer.cut_by_clock:
-        center = pos[rng.integers(n)]
-        h = board.hops(np.full(board.slots, center), all_slots)
-        region = np.lexsort((all_slots, h))[:LNS_SLOTS]
+        t = int(rng.integers(n))
+        lo, hi = cost.ptr[t], cost.ptr[t + 1]
+        if it % 2 == 0 or hi == lo:
+            region = _nearest(board, pos[t], LNS_SLOTS)
+        else:
+            w = cost.w[lo:hi]
+            partner = cost.nbr[lo + int(rng.choice(hi - lo, p=w / w.sum()))]
+            near = _nearest(board, pos[t], LNS_SLOTS // 2)
+            region = np.concatenate([near, _nearest(board, pos[partner], LNS_SLOTS - len(near), near)])
+        it += 1
         occupant = np.full(board.slots, -1, dtype=np.int64)
         occupant[pos] = np.arange(n)
         free = occupant[region]
         free = free[free >= 0]
-        if len(free) < 2:
+        if len(free) < 2 and not (len(free) == 1 and len(region) > 1):
             idle += 1
             continue
         per = min(0.1, budget - rep.work)
