@@ -84,16 +84,21 @@ class _Bars:
         self.bars.clear()
 
 
-def _shape(text: str | None) -> tuple[int, int] | None:
+def _pair(text: str | None, option: str, form: str, example: str) -> tuple[int, int] | None:
+    """'AxB' with positive integers, for --input-shape (HxW) and --chips (WxH)."""
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h < 1 or w < 1:
+        a, b = (int(v) for v in text.lower().split("x"))
+        if a < 1 or b < 1:
             raise ValueError
     except ValueError:
-        raise SnnmapError(f"--input-shape {text!r} is not HxW with positive integers, e.g. 28x28") from None
-    return h, w
+        raise SnnmapError(f"{option} {text!r} is not {form} with positive integers, e.g. {example}") from None
+    return a, b
+
+
+def _shape(text: str | None) -> tuple[int, int] | None:
+    return _pair(text, "--input-shape", "HxW", "28x28")
 
 
 @cli.command("import-tl")
@@ -133,7 +138,7 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
 @click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
 @click.option("--time-limit", type=float, default=None,
               help="Seconds the searching passes may take; placement gets half as its budget "
-                   "(default: no limit on tiling, placement 1 s per 150 tiles within 0.1..30 s).")
+                   "(default: no limit on tiling, placement 1 s per 200 tiles within 0.1..30 s).")
 @click.option("--tiling", type=click.Choice(["locality", "baseline"]), default="locality", show_default=True,
               help="locality: tiles cut to their receptive fields; baseline: every core takes the whole input map.")
 @click.option("--placer", type=click.Choice(["cpsat", "sequential", "random"]), default="cpsat", show_default=True,
@@ -210,15 +215,7 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
 
 
 def _board(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        if w < 1 or h < 1:
-            raise ValueError
-    except ValueError:
-        raise SnnmapError(f"--chips {text!r} is not WxH with positive integers, e.g. 4x2") from None
-    return w, h
+    return _pair(text, "--chips", "WxH", "4x2")
 
 
 def _placement_text(rep: dict) -> str:

@@ -69,9 +69,9 @@ WORK_PER_SECOND = 0.5
 
 
 def default_place_seconds(n_tiles: int) -> float:
-    """Placement time when --time-limit is not given: 1 s per 150 tiles, within 0.1..30 s (the
+    """Placement time when --time-limit is not given: 1 s per 200 tiles, within 0.1..30 s (the
     published LeNet, 111 tiles, then compiles within 3 s on two cores)."""
-    return min(30.0, max(0.1, n_tiles / 150))
+    return min(30.0, max(0.1, n_tiles / 200))
 
 
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,

@@ -127,6 +127,7 @@ class Placer:
     deadline: Deadline | None = None
     cut_by_clock: bool = False
     reports: list[PassReport] = field(default_factory=list)
+    pos: np.ndarray | None = None  # the final slot of every tile, once place_cpsat returns
 
     def _wall_left(self) -> float | None:
         return None if self.deadline is None else self.deadline.remaining()
@@ -377,7 +378,8 @@ def exact_pass(placer: Placer, pos: np.ndarray, budget: float, rep: PassReport, 
 def place_cpsat(board: Board, traffic: Traffic, layer_tiles: list[np.ndarray], start: np.ndarray,
                 budget: float, seed: int = 0, deadline: Deadline | None = None, progress=None) -> Placer:
     """Improve `start` (a slot per tile) in passes; returns the Placer (final slots in .pos, the
-    passes' reports in .reports). budget: CP-SAT work units (about seconds) for all passes."""
+    passes' reports in .reports). budget: work units for all passes (CP-SAT deterministic time
+    plus SOLVE_OVERHEAD per solve; pipeline.WORK_PER_SECOND converts seconds)."""
     n = len(start)
     placer = Placer(board, Cost(board, traffic, n), seed, deadline)
     pos = start.copy()
