@@ -158,7 +158,7 @@ def test_passes_improve_and_repeat_exactly():
     b = place_cpsat(board, tr, layers, start, budget=0.3, seed=5)
     assert np.array_equal(a.pos, b.pos)
     hops = [cost.spike_hops(start)] + [r.spike_hops for r in a.reports]
-    assert all(x >= y - 1e-9 for x, y in zip(hops, hops[1:]))
+    assert all(x >= y - 1e-9 for x, y in itertools.pairwise(hops))
     assert hops[-1] < hops[0]
     assert all(r.objective >= r.bound - 1e-6 for r in a.reports)
     assert len(set(a.pos.tolist())) == n and a.pos.max() < board.slots

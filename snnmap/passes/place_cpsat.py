@@ -132,20 +132,24 @@ class Placer:
     def _wall_left(self) -> float | None:
         return None if self.deadline is None else self.deadline.remaining()
 
+    def _clock_out(self) -> bool:
+        wall = self._wall_left()
+        if wall is not None and wall <= 0.01:
+            self.cut_by_clock = True
+        return self.cut_by_clock
+
     def solve(self, pos: np.ndarray, free: np.ndarray, cand: list[np.ndarray], work: float,
               rep: PassReport, quick: bool = True) -> bool:
         """Re-place the `free` tiles over their candidate slots (pos holds a feasible start, their
         slots differ and lie in cand); updates pos in place; True when the solve improved it."""
-        wall = self._wall_left()
-        if wall is not None and wall <= 0.01:
-            self.cut_by_clock = True
+        if self._clock_out():
             return False
-        from ortools.sat.python import cp_model  # here: its import alone takes about 0.4 s
+        # imported after the clock check: the import alone takes about 0.4 s
+        from ortools.sat.python import cp_model
 
-        wall = self._wall_left()
-        if wall is not None and wall <= 0.01:
-            self.cut_by_clock = True
+        if self._clock_out():
             return False
+        wall = self._wall_left()
         board, cost, spec = self.board, self.cost, self.board.spec
         n_free = len(free)
         local_of = np.full(cost.n, -1, dtype=np.int64)
@@ -212,7 +216,7 @@ class Placer:
             + ([(board.chips_y - 1, chip_cost)] if use_cy else [])
         incident = [[] for _ in range(n_free)]  # per tile: (distance variables, coefficients) of its edges
         for (i, j), w in zip(pairs.tolist(), pair_w):
-            wi = max(1, int(round(w * scale)))
+            wi = max(1, round(w * scale))
             ds = []
             for a, b, (ub, mult) in zip(coord_v[i], coord_v[j], axes):
                 d = m.NewIntVar(0, ub, "")

@@ -16,6 +16,7 @@ The host's own links (encoder in, last layer out) do not depend on placement and
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import networkx as nx
@@ -86,7 +87,7 @@ def tile_traffic(g: nx.DiGraph, tiling: Tiling, order: list[str],
         i += len(tiling.layers[name])
     n_tiles = i
     srcs, dsts, ws = [], [], []
-    for name, nxt in zip(order[:-1], order[1:]):
+    for name, nxt in itertools.pairwise(order):
         pop = g.nodes[name]["pop"]
         rate = np.zeros(pop.size)
         tile_of = np.full(pop.size, -1, dtype=np.int64)
