@@ -84,16 +84,21 @@ class _Bars:
         self.bars.clear()
 
 
-def _shape(text: str | None) -> tuple[int, int] | None:
+def _pair(text: str | None, option: str, form: str, example: str) -> tuple[int, int] | None:
+    """'AxB' with positive integers, for --input-shape (HxW) and --chips (WxH)."""
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h < 1 or w < 1:
+        a, b = (int(v) for v in text.lower().split("x"))
+        if a < 1 or b < 1:
             raise ValueError
     except ValueError:
-        raise SnnmapError(f"--input-shape {text!r} is not HxW with positive integers, e.g. 28x28") from None
-    return h, w
+        raise SnnmapError(f"{option} {text!r} is not {form} with positive integers, e.g. {example}") from None
+    return a, b
+
+
+def _shape(text: str | None) -> tuple[int, int] | None:
+    return _pair(text, "--input-shape", "HxW", "28x28")
 
 
 @cli.command("import-tl")
@@ -132,10 +137,18 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
 @click.option("--verbose", is_flag=True, help="Also print the time each pass took.")
 @click.option("--json", "as_json", is_flag=True, help="Print the compile summary as JSON.")
 @click.option("--time-limit", type=float, default=None,
-              help="Seconds the searching passes may take (default: no limit).")
+              help="Seconds the searching passes may take; placement gets half as its budget "
+                   "(default: no limit on tiling, placement 1 s per 200 tiles within 0.1..30 s).")
 @click.option("--tiling", type=click.Choice(["locality", "baseline"]), default="locality", show_default=True,
               help="locality: tiles cut to their receptive fields; baseline: every core takes the whole input map.")
-def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling):
+@click.option("--placer", type=click.Choice(["cpsat", "sequential", "random"]), default="cpsat", show_default=True,
+              help="cpsat: curve, CP-SAT windows and refinement; sequential and random: the baselines.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of the random baseline and of the refinement (same seed, same image).")
+@click.option("--chips", "chips", default=None, help="Board of WxH chips (default: as few as fit, in a row).")
+@click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
+              help="npz with x images: traffic from their activity (default: uniform activity).")
+def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -149,10 +162,22 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     from snnmap.report import format_table
 
     _writable(output)
+    if time_limit is not None and not time_limit > 0:
+        raise SnnmapError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    board = _board(chips)
     spec = load_chip(chip)
+    qmodel = load_model(model)
+    calibration = None
+    if calibrate is not None:
+        from snnmap.io.inputs import load_inputs
+
+        calibration, _ = load_inputs(calibrate, qmodel.input_shape)
+        if len(calibration) == 0:
+            raise SnnmapError("the calibration file has no images", where=calibrate)
     bars = _Bars(not quiet)
     try:
-        result = compile_model(load_model(model), spec, time_limit=time_limit, tiling=tiling, progress=bars)
+        result = compile_model(qmodel, spec, time_limit=time_limit, tiling=tiling, progress=bars, placer=placer,
+                               seed=seed, chips=board, calibration=calibration, calibration_name=calibrate or "")
     finally:
         bars.close()
     write_image(result.image, output)
@@ -163,7 +188,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     baseline = None if any(r["baseline"] is None for r in layers) else sum(r["baseline"] for r in layers)
     summary = {"image": output, "chip": spec.name, "tiling": tiling, "chips": chips, "cores": len(img.cores),
                "cores_available": chips * spec.usable_cores, "cores_lower_bound": bound,
-               "cores_baseline": baseline, "layers": layers, "timings_s": result.timings}
+               "cores_baseline": baseline, "layers": layers, "placement": result.placement_report,
+               "timings_s": result.timings}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
@@ -176,14 +202,46 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
             ("bound", "bound", "d"), ("baseline_s", "baseline", ""), ("neurons_of", "neurons used/avail", ""),
             ("axons_of", "axons used/avail", ""), ("copies", "copies", "d"), ("neuron_util", "neuron util", ".1%"),
             ("axon_util", "axon util", ".1%")]))
-        board = f"a board of {chips} {spec.name} chips in a row" if chips > 1 else f"one {spec.name} chip"
+        bw, bh = result.placement_report["board"]
+        where = f"one {spec.name} chip" if bw * bh == 1 else f"a board of {bw}x{bh} {spec.name} chips"
         base = "cannot map every layer" if baseline is None else f"{baseline} cores"
-        click.echo(f"\n{len(img.cores)} cores on {board} ({chips * spec.usable_cores} cores available); "
-                   f"lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: {base}; "
-                   f"{img.ticks} ticks per image")
+        click.echo(f"\n{len(img.cores)} cores on {where} ({chips} used, {bw * bh * spec.usable_cores} cores "
+                   f"available); lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: "
+                   f"{base}; {img.ticks} ticks per image")
+        click.echo(_placement_text(result.placement_report))
         if verbose:
             click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
         click.echo(f"wrote {output}")
+
+
+def _board(text: str | None) -> tuple[int, int] | None:
+    return _pair(text, "--chips", "WxH", "4x2")
+
+
+def _placement_text(rep: dict) -> str:
+    """The placement figures: the result, each pass with its CP-SAT objective, bound and gap, the baselines."""
+    def gap(v):
+        return "-" if v is None else f"{v:.1%}"
+
+    if rep["placer"] == "blocks":
+        return ("placement (blocks): layers along each chip's Morton order, each at a multiple of its largest "
+                "multicast block (the CP-SAT placer serves chips without multicast)")
+    seq = rep["baselines"]["sequential"]["spike_hops"]
+    lines = [f"placement ({rep['placer']}, seed {rep['seed']}): {rep['spike_hops']:,.0f} spike-hops per image "
+             f"({rep['spike_hops'] / seq:.2f}x sequential), max link load {rep['max_link_load']:,.0f} packets per image, "
+             f"lower bound {rep['lower_bound']:,.0f} (gap {gap(rep['gap_to_lower_bound'])})",
+             f"  traffic: {rep['packets_per_image']:,.0f} packets per image between cores, {rep['traffic_model']}"]
+    for p in rep["passes"]:
+        solved = "" if p["objective"] is None else (
+            f"; CP-SAT objective {p['objective']:,.0f}, bound {p['bound']:,.0f}, gap {gap(p['gap'])} over "
+            f"{p['solves']} solves ({p['proven_optimal']} proven optimal)")
+        lines.append(f"  pass {p['pass']}: {p['spike_hops']:,.0f} spike-hops, max link load "
+                     f"{p['max_link_load']:,.0f}, {p['seconds']:.2f} s{solved}")
+    for name, b in rep["baselines"].items():
+        lines.append(f"  baseline {name}: {b['spike_hops']:,.0f} spike-hops, max link load {b['max_link_load']:,.0f}")
+    if rep["cut_by_clock"]:
+        lines.append("  the time limit stopped a placement pass early: another run may place differently")
+    return "\n".join(lines)
 
 
 @cli.command("simulate")

@@ -31,20 +31,31 @@ def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tup
     spec = img.spec
     chips_x = 1 + max((c.coord[0] for c in img.cores), default=0)
     chips_y = 1 + max((c.coord[1] for c in img.cores), default=0)
-    W, Hh = chips_x * spec.mesh_w, chips_y * spec.mesh_h
-    hd = np.zeros((Hh, W + 1))
-    vd = np.zeros((Hh + 1, W))
+    parts = []
     for i, w, _, cx, cy, x, y in _traffic(img, per_core_weight):
         c = img.cores[i]
-        sx, sy = c.coord[0] * spec.mesh_w + c.coord[2], c.coord[1] * spec.mesh_h + c.coord[3]
-        dx, dy = cx * spec.mesh_w + x, cy * spec.mesh_h + y
-        lo, hi = np.minimum(sx, dx), np.maximum(sx, dx)
-        np.add.at(hd, (np.full_like(lo, sy), lo), w)
-        np.add.at(hd, (np.full_like(hi, sy), hi), -w)
-        lo, hi = np.minimum(sy, dy), np.maximum(sy, dy)
-        np.add.at(vd, (lo, dx), w)
-        np.add.at(vd, (hi, dx), -w)
-    return np.cumsum(hd, axis=1)[:, :W - 1], np.cumsum(vd, axis=0)[:Hh - 1, :]
+        n = len(cx)
+        parts.append((np.full(n, c.coord[0] * spec.mesh_w + c.coord[2]),
+                      np.full(n, c.coord[1] * spec.mesh_h + c.coord[3]),
+                      cx * spec.mesh_w + x, cy * spec.mesh_h + y, np.full(n, w)))
+    cols = [np.concatenate(p) for p in zip(*parts)] if parts else [np.zeros(0, np.int64)] * 5
+    return grid_link_loads(chips_x * spec.mesh_w, chips_y * spec.mesh_h, *cols)
+
+
+def grid_link_loads(width: int, height: int, sx, sy, dx, dy, w) -> tuple[np.ndarray, np.ndarray]:
+    """(H, V) loads of packets routed X then Y on a width x height grid (dimension-order routing,
+    deadlock-free on a mesh): H[y, x] on the link (x, y)-(x+1, y), V[y, x] on (x, y)-(x, y+1)."""
+    sx, sy, dx, dy = (np.asarray(v, np.int64) for v in (sx, sy, dx, dy))
+    w = np.broadcast_to(np.asarray(w, np.float64), sx.shape)
+    hd = np.zeros((height, width + 1))
+    vd = np.zeros((height + 1, width))
+    lo, hi = np.minimum(sx, dx), np.maximum(sx, dx)
+    np.add.at(hd, (sy, lo), w)
+    np.add.at(hd, (sy, hi), -w)
+    lo, hi = np.minimum(sy, dy), np.maximum(sy, dy)
+    np.add.at(vd, (lo, dx), w)
+    np.add.at(vd, (hi, dx), -w)
+    return np.cumsum(hd, axis=1)[:, :width - 1], np.cumsum(vd, axis=0)[:height - 1, :]
 
 
 def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: int | None = None) -> float:

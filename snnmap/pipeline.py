@@ -15,7 +15,7 @@ from snnmap.image.format import ChipImage, CoreImage
 from snnmap.ir import chip_layers, source_of
 from snnmap.model import QuantModel
 from snnmap.passes import drc
-from snnmap.passes.place import Placement, place_sequential
+from snnmap.passes.place import Board, Placement, make_board, random_slots, sequential_slots
 from snnmap.passes.place_blocks import place_blocks
 from snnmap.passes.route import Routes, route
 from snnmap.errors import DesignRuleError, SnnmapError
@@ -30,6 +30,7 @@ class CompileResult:
     placement: Placement
     bounds: list[LayerBound]
     timings: dict[str, float] = field(default_factory=dict)
+    placement_report: dict = field(default_factory=dict)
 
     def layer_table(self) -> list[dict]:
         spec = self.image.spec
@@ -62,16 +63,35 @@ def _timer(timings: dict, name: str):
 
 
 TILINGS = ("locality", "baseline")
+PLACERS = ("cpsat", "sequential", "random")
+# CP-SAT budget units (its deterministic time plus a charge per solve) per second of placement,
+# measured on the development machine (docs/benchmarks.md): the budget is counted in these units,
+# not on the clock, so that the same inputs give the same placement.
+WORK_PER_SECOND = 0.5
+
+
+def default_place_seconds(n_tiles: int) -> float:
+    """Placement time when --time-limit is not given: 1 s per 200 tiles, within 0.1..30 s (the
+    published LeNet, 111 tiles, then compiles within 3 s on two cores)."""
+    return min(30.0, max(0.1, n_tiles / 200))
 
 
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
-                  tiling: str = "locality", progress=None) -> CompileResult:
-    """time_limit bounds the searching passes (tile shapes); the fixed passes always complete.
-    tiling 'baseline' gives every core of a layer the layer's whole input map (for comparison).
+                  tiling: str = "locality", progress=None, placer: str = "cpsat", seed: int = 0,
+                  chips: tuple[int, int] | None = None, calibration: np.ndarray | None = None,
+                  calibration_name: str = "", place_seconds: float | None = None) -> CompileResult:
+    """time_limit bounds the searching passes (tile shapes, placement) on the clock; placement gets
+    half of it as its budget (without one, default_place_seconds). tiling 'baseline' gives every
+    core of a layer the layer's whole input map (for comparison). placer: cpsat (the passes),
+    sequential or random (the baselines). chips: the board (W, H), default as few as fit in a row.
+    calibration: images whose activity weighs the traffic (default: the uniform-activity model).
+    place_seconds overrides the placement budget (benchmarks).
     progress, if given, is called as progress(pass_name, total) when a pass with many steps starts
     and returns a function called with the steps done."""
     if tiling not in TILINGS:
         raise SnnmapError(f"unknown tiling {tiling!r}; choose one of {', '.join(TILINGS)}")
+    if placer not in PLACERS:
+        raise SnnmapError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):
@@ -94,19 +114,71 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
-    with _timer(timings, "place"):
-        if spec.multicast:
+    if spec.multicast:  # multicast blocks fix the layout: layers in Morton order (place_blocks.py)
+        with _timer(timings, "place: blocks"):
             placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
                                       for n in order], spec)
-        else:
-            placement = place_sequential(tiles, spec)
+        used = placement.coords[:, :2].max(axis=0) + 1 if len(tiles) else np.ones(2, np.int64)
+        report = {"placer": "blocks", "seed": seed, "board": [int(used[0]), int(used[1])]}
+    else:
+        board = make_board(spec, len(tiles), chips)
+        with _timer(timings, "traffic"):
+            from snnmap.passes.traffic import calibrated_counts, tile_traffic
+
+            counts = None if calibration is None else calibrated_counts(model, calibration)
+            desc = None if calibration is None else \
+                f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+            traffic = tile_traffic(g, tiles_by_layer, order, counts, desc)
+        seconds = place_seconds if place_seconds is not None else \
+            0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
+        placement, report = _place(tiles, tiles_by_layer, order, traffic, board, placer, seed,
+                                   seconds, deadline, progress, timings)
     with _timer(timings, "route"):
         routes = route(g, tiles_by_layer, placement, spec)
     with _timer(timings, "assemble image"):
         image = assemble(model, g, order, tiles_by_layer, placement, routes, spec)
     image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
     image.info["tiling"] = tiling
-    return CompileResult(image, tiles_by_layer, placement, bounds, timings)
+    return CompileResult(image, tiles_by_layer, placement, bounds, timings, report)
+
+
+def _place(tiles, tiling: Tiling, order: list[str], traffic, board: Board, placer: str, seed: int,
+           seconds: float, deadline: Deadline, progress, timings: dict) -> tuple[Placement, dict]:
+    """Run the chosen placer (each pass timed) and measure it against both baselines."""
+    from snnmap.passes.place_cpsat import Cost, place_cpsat
+    from snnmap.passes.place_curve import place_curve
+
+    n = len(tiles)
+    cost = Cost(board, traffic, n)
+    with _timer(timings, "place: baselines"):
+        base = {"sequential": sequential_slots(n, board), "random": random_slots(n, board, seed)}
+        baselines = {k: {"spike_hops": cost.spike_hops(v), "max_link_load": cost.max_link_load(v)}
+                     for k, v in base.items()}
+    passes = []
+    cut = False
+    if placer == "cpsat":
+        with _timer(timings, "place: curve"):
+            pos = place_curve(n, board, traffic)
+        passes.append({"pass": "curve", "seconds": timings["place: curve"], "spike_hops": cost.spike_hops(pos),
+                       "max_link_load": cost.max_link_load(pos), "objective": None, "bound": None, "gap": None})
+        first = np.cumsum([0] + [len(tiling.layers[name]) for name in order])
+        layer_tiles = [np.arange(first[i], first[i + 1]) for i in range(len(order))]
+        result = place_cpsat(board, traffic, layer_tiles, pos, seconds * WORK_PER_SECOND, seed, deadline, progress)
+        for rep in result.reports:
+            timings[f"place: {rep.name}"] = rep.seconds
+            passes.append(rep.to_dict())
+        pos, cut = result.pos, result.cut_by_clock
+    else:
+        pos = base[placer]
+    here = cost.spike_hops(pos)
+    lower = cost.lower_bound()
+    report = {"placer": placer, "seed": seed, "board": [board.chips_x, board.chips_y],
+              "traffic_model": traffic.model, "packets_per_image": traffic.total,
+              "spike_hops": here, "max_link_load": cost.max_link_load(pos), "lower_bound": lower,
+              "gap_to_lower_bound": (here - lower) / here if here > 0 else None,
+              "budget_s": seconds if placer == "cpsat" else 0.0, "cut_by_clock": cut,
+              "passes": passes, "baselines": baselines}
+    return board.placement(pos), report
 
 
 def _baseline_shapes(g, bounds: list[LayerBound], spec: ChipSpec) -> dict:
