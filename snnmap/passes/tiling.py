@@ -269,7 +269,7 @@ def _packed_count(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: i
 
 def shape_candidates(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
                      deadline: Deadline | None = None, mult: np.ndarray | None = None,
-                     keep: int = 1, fan_out_limit: bool = True) -> list[tuple]:
+                     keep: int = 1, fan_out_limit: bool = True, pow2_groups: bool = True) -> list[tuple]:
     """Legal shapes, best first: fewest tiles, then the lowest fan-in level, then fewest axons.
     `mult` (copies per ANN neuron) counts fan-out copies against the neurons of a core. With
     fan_out_limit, a chip without multicast rejects shapes that make an input feed more axons
@@ -295,7 +295,7 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
         return bool(found) and deadline is not None and deadline.expired()
 
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
-    if spec.multicast:  # a power-of-two number of channel groups keeps a region's tiles one aligned block
+    if spec.multicast and pow2_groups:  # a power-of-two number of groups keeps a region's tiles one aligned block
         groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
@@ -342,8 +342,12 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
         raise DesignRuleError(f"layer {pop.name!r}: every tile shape that fits a core makes one input "
                               f"neuron of layer {src.name!r} feed {least_fan_out} or more axons, over the "
                               f"limit max_destinations={spec.max_destinations}")
+    if not found and spec.multicast and pow2_groups:
+        return shape_candidates(pop, src, proj, spec, deadline, mult, keep, fan_out_limit, pow2_groups=False)
     if not found:
-        raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits a core")
+        raise DesignRuleError(f"layer {pop.name!r}: no tile shape fits a core (limits axons_per_core="
+                              f"{spec.axons_per_core} x 2^L, neurons_per_core={spec.neurons_per_core} / 2^L, "
+                              f"L <= {spec.fanin_max_level}, fan-out copies counted)")
     return found[:keep]
 
 
