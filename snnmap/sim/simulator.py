@@ -268,16 +268,23 @@ class _Encoder:
             err = 1.25 * (g32 + 4 * 2.0 ** -24 + g64) * (f * self.sumabs * maxabs + offset) + 2.0 ** -100
             lim = 0.5 - 2 * (err + dev) - 2.0 ** -20
             if (lim > 0.3).all():
-                cols = np.take(xp.astype(np.float32), taps, axis=0).reshape(K + 1, -1)
-                np.matmul(w32, cols, out=u)
-                fl = np.floor(u)
-                np.subtract(u, fl, out=u)  # exact: the fraction of a float32
-                np.subtract(u, 0.5, out=u)
-                np.abs(u, out=u)
-                close = np.flatnonzero(u > lim.astype(np.float32)[:, None])  # within err + dev of an integer
-                np.clip(fl, 0, self.st.shape[1], out=u)
-                if len(close):
-                    self._exact(u, close, xp, n)
+                x32, lim32, close = xp.astype(np.float32), lim.astype(np.float32)[:, None], []
+                step = max(1, CACHE_BYTES // (n * (C + K + 1) * 4))  # output positions per pass
+                for p0 in range(0, self.P, step):
+                    p1 = min(self.P, p0 + step)
+                    part = u[:, p0 * n:p1 * n]
+                    np.matmul(w32, np.take(x32, taps[:, p0:p1], axis=0).reshape(K + 1, -1), out=part)
+                    fl = np.floor(part)
+                    np.subtract(part, fl, out=part)  # exact: the fraction of a float32
+                    np.subtract(part, 0.5, out=part)
+                    np.abs(part, out=part)
+                    near = part > lim32  # within err + dev of an integer
+                    if near.any():
+                        c, j = np.divmod(np.flatnonzero(near), (p1 - p0) * n)
+                        close.append(c * (self.P * n) + p0 * n + j)
+                    np.clip(fl, 0, self.st.shape[1], out=part)
+                if close:
+                    self._exact(u, np.concatenate(close), xp, n)
                 return buf
         # float64 BLAS: within 2 gamma_K sum|x w| of the defined order; decide where the count is
         # the same at both ends of that interval, recompute the rest in the defined order
@@ -308,9 +315,32 @@ class _Encoder:
         u.reshape(-1)[idx] = (sv[:, None] >= self.st[c]).sum(axis=1)
 
 
+def _blocks(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Independent blocks of a crossbar: columns linked by a shared input, with their inputs.
+
+    Returns each column's block, each input's block and the number of blocks. A layer whose
+    windows do not overlap (2x2 stride 2) splits into one block per output position, a fraction
+    of the dense work; columns without inputs form one block, inputs without columns join block 0.
+    """
+    U, S = W.shape
+    nz = W != 0
+    lab = np.where(nz.any(axis=1), np.arange(U), U)  # propagate the lowest column index
+    while True:
+        src = np.where(nz, lab[:, None], U).min(axis=0, initial=U)
+        new = np.minimum(lab, np.where(nz, src[None, :], U).min(axis=1, initial=U))
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    uniq, col = np.unique(lab, return_inverse=True)
+    src_block = np.zeros(S, dtype=np.int64)
+    used = src < U
+    src_block[used] = np.searchsorted(uniq, src[used])
+    return col.ravel(), src_block, len(uniq)
+
+
 @dataclass
 class _Stack:
-    """Cores of one tick run as one batched matmul, padded to a common shape.
+    """Blocks of one tick's cores (see _blocks) run as one batched matmul, padded to one shape.
 
     Every core here is float32-exact and `shared` (distinct column g is group g, `r` replicas
     side by side), and each of its axons has one source. Its input columns are the distinct
@@ -318,17 +348,16 @@ class _Stack:
     sources' spikes, so their weights add up into one column.
     """
 
-    cores: np.ndarray  # (n,) image core indices
+    cores: np.ndarray  # (n,) image core of each block, in runs
+    groups: np.ndarray  # (n, U) the core's group of each column, -1 in padding
     slots: np.ndarray  # int64 (n, 1, S): previous tick's buffer row feeding each input column
     weights: np.ndarray  # float32 (n, U + 2, S): signed columns, then axon events and synapses per input
     thr: np.ndarray  # float32 (n, U, r): each column's replica thresholds, +inf in padding
     out_stats: np.ndarray  # float32 (n, 3, U): packets, mesh hops, spikes per spike of each group
-    fixed: np.ndarray  # float64 (n,): cycles every tick costs each core (its neurons, its longest route)
-    used: np.ndarray  # (n,) real columns of each core
-    stats64: bool  # events or synaptic operations of a core may reach 2^24: summed in float64
+    stats64: bool  # events or synaptic operations of a block may reach 2^24: summed in float64
     out64: bool
-    base: int  # first row in the tick's spike buffer (core i, group g: base + i * U + g)
-    chunk: int  # cores per matmul call
+    base: int  # first row in the tick's spike buffer (block q, column g: base + q * U + g)
+    chunk: int  # blocks per matmul call
 
 
 @dataclass
@@ -352,7 +381,7 @@ class _Tick:
 
 
 def _stacks(entries: list[dict], base: int, block: int, zero: int) -> tuple[list[_Stack], int]:
-    """Group cores of equal r whose padded shapes waste at most a third of the work."""
+    """Group blocks of equal r whose padded shapes waste at most a third of the work."""
     stacks = []
     entries = sorted(entries, key=lambda e: (e["r"], -e["W"].shape[0] * e["W"].shape[1]))
     i = 0
@@ -365,16 +394,15 @@ def _stacks(entries: list[dict], base: int, block: int, zero: int) -> tuple[list
             if (j + 1 - i) * max(U, u) * max(S, s) * 3 > 4 * (work + u * s):
                 break
             U, S, work, j = max(U, u), max(S, s), work + u * s, j + 1
-        group = entries[i:j]
+        group = sorted(entries[i:j], key=lambda e: (e["core"], e["cols"][0] if len(e["cols"]) else -1))
         n, r = len(group), first["r"]
-        st = _Stack(np.array([e["core"] for e in group], dtype=np.int64),
+        st = _Stack(np.array([e["core"] for e in group], dtype=np.int64), np.full((n, U), -1, np.int64),
                     np.full((n, 1, S), zero, dtype=np.int64), np.zeros((n, U + 2, S), np.float32),
                     np.full((n, U, r), np.inf, np.float32), np.zeros((n, 3, U), np.float32),
-                    np.array([e["fixed"] for e in group], dtype=np.float64),
-                    np.array([e["W"].shape[0] for e in group], dtype=np.int64),
                     False, False, base, max(1, CACHE_BYTES // (S * block * 4)))
         for q, e in enumerate(group):
             u, s = e["W"].shape
+            st.groups[q, :u] = e["cols"]
             st.slots[q, :, :s] = e["slots"]
             st.weights[q, :u, :s] = e["W"]
             st.weights[q, U, :s] = e["mult"]
@@ -388,6 +416,11 @@ def _stacks(entries: list[dict], base: int, block: int, zero: int) -> tuple[list
         base += n * U
         i = j
     return stacks, base
+
+
+def _runs(ids: np.ndarray) -> np.ndarray:
+    """Starts of the runs of equal values in ids."""
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
 
 
 def _count(v: np.ndarray, thr: np.ndarray, out: np.ndarray, keep: bool) -> np.ndarray | None:
@@ -422,6 +455,8 @@ class Simulator:
         if any(not self.by_tick[t] for t in range(1, img.ticks + 1)):
             raise SnnmapError("image has a tick with no core configured to run", where="image")
         self.cores = [_core_plan(c, spec) for c in img.cores]
+        self.fixed = np.array([spec.cycles_per_neuron * p.neurons + spec.cycles_per_hop * p.max_hops
+                               for p in self.cores], dtype=np.float64)
         self.encoder = _Encoder(img)
         hptr = img.host_ptr.astype(np.int64)
         # host packets enter beside core (0, 0): route lengths from there
@@ -453,7 +488,7 @@ class Simulator:
 
     def _tick(self, t: int, inbound: list[_Inbound], canon: np.ndarray, most: np.ndarray) -> _Tick:
         """Stacks and loose cores of tick t, and where each core's groups land in the buffer."""
-        img, spec = self.img, self.img.spec
+        img = self.img
         zero = len(most) - 1
         entries, loose = [], []
         for j, ci in enumerate(self.by_tick[t]):
@@ -479,16 +514,21 @@ class Simulator:
                 np.zeros((plan.weights.shape[0], 0), np.float32)
             mult = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
             syn = np.bincount(inv, weights=plan.row_syn[inb.axons].astype(np.float64), minlength=len(uniq))
-            entries.append({"core": ci, "r": plan.uniform, "W": W, "slots": uniq[None, :], "most": most[uniq],
-                            "mult": mult, "syn": syn,
-                            "thr": plan.thr.reshape(-1, plan.uniform),
-                            "out": np.stack([plan.fanout, plan.hops, np.ones(len(plan.fanout), np.float32)]),
-                            "fixed": spec.cycles_per_neuron * plan.neurons + spec.cycles_per_hop * plan.max_hops})
+            thr = plan.thr.reshape(-1, plan.uniform)
+            out = np.stack([plan.fanout, plan.hops, np.ones(len(plan.fanout), np.float32)])
+            col_block, src_block, blocks = _blocks(W)
+            for b in range(blocks):
+                cols, srcs = np.flatnonzero(col_block == b), np.flatnonzero(src_block == b)
+                entries.append({"core": ci, "cols": cols, "r": plan.uniform, "W": W[np.ix_(cols, srcs)],
+                                "slots": uniq[srcs][None, :], "most": most[uniq[srcs]], "mult": mult[srcs],
+                                "syn": syn[srcs], "thr": thr[cols], "out": out[:, cols]})
         stacks, base = _stacks(entries, 0, self.block, zero)
         for lc in loose:
             lc.rows = base + np.arange(len(lc.most))
             base += len(lc.most)
-        rows_of = {e["core"]: e["rows"] for e in entries} | {lc.core: lc.rows for lc in loose}
+        rows_of = {lc.core: lc.rows for lc in loose}
+        for e in entries:
+            rows_of.setdefault(e["core"], np.zeros(len(self.cores[e["core"]].fanout), np.int64))[e["cols"]] = e["rows"]
         new_canon = np.concatenate([rows_of[ci] for ci in self.by_tick[t]]).astype(np.int64)
         new_most = np.zeros(base + 1)
         for e in entries:
@@ -512,35 +552,36 @@ class Simulator:
         """Host encoder spike counts (n_encoder_neurons, batch) in (h, w, c) order."""
         return self.encoder.counts(np.asarray(x, dtype=np.float64))[self.encoder.canon]
 
-    def _stack(self, st: _Stack, prev: np.ndarray, out: np.ndarray, acc: dict, slowest: np.ndarray,
-               record: bool) -> None:
-        spec = self.img.spec
-        n, U = len(st.cores), st.thr.shape[1]
+    def _stack(self, st: _Stack, prev: np.ndarray, out: np.ndarray, acc: dict, record: bool) -> None:
+        n, U = st.groups.shape
         nb = prev.shape[1]
+        act = np.empty((n, 2, nb))  # events and synaptic operations of each block
         for c0 in range(0, n, st.chunk):
             c1 = min(n, c0 + st.chunk)
-            ev = _axon_events(prev, st.slots[c0:c1])  # (cores, S, batch)
+            ev = _axon_events(prev, st.slots[c0:c1])  # (blocks, S, batch)
             vo = np.matmul(st.weights[c0:c1], ev)  # potentials per distinct column, then activity
             counts = out[st.base + c0 * U:st.base + c1 * U].reshape(c1 - c0, U, nb)
             fired = _count(vo[:, :U], st.thr[c0:c1], counts, record)
-            act = (np.matmul(st.weights[c0:c1, U:].astype(np.float64), ev.astype(np.float64)) if st.stats64
-                   else vo[:, U:].astype(np.float64))
-            sent = (np.matmul(st.out_stats[c0:c1].astype(np.float64), counts.astype(np.float64)) if st.out64
-                    else np.matmul(st.out_stats[c0:c1], counts).astype(np.float64))
-            cycles = (spec.cycles_per_event * act[:, 0] + st.fixed[c0:c1, None]
-                      + spec.cycles_per_packet * sent[:, 0])
-            np.maximum(slowest, cycles.max(axis=0), out=slowest)
-            acc["sops"] += act[:, 1].sum(axis=0)
-            acc["hops"] += sent[:, 1].sum(axis=0)
-            acc["core"][st.cores[c0:c1]] = sent[:, 2]
+            act[c0:c1] = (np.matmul(st.weights[c0:c1, U:].astype(np.float64), ev.astype(np.float64))
+                          if st.stats64 else vo[:, U:])
             if record:
                 for q in range(c1 - c0):
-                    u = int(st.used[c0 + q])
-                    acc["rec"][int(st.cores[c0 + q])] = fired[q, :u].reshape(-1, nb).astype(np.uint8)
+                    ci, g = int(st.cores[c0 + q]), st.groups[c0 + q]
+                    g = g[g >= 0]
+                    if ci not in acc["rec"]:
+                        acc["rec"][ci] = np.zeros((len(self.cores[ci].fanout), st.thr.shape[2], nb), np.uint8)
+                    acc["rec"][ci][g] = fired[q, :len(g)]
+        counts = out[st.base:st.base + n * U].reshape(n, U, nb)
+        sent = (np.matmul(st.out_stats.astype(np.float64), counts.astype(np.float64)) if st.out64
+                else np.matmul(st.out_stats, counts).astype(np.float64))  # packets, hops, spikes per block
+        acc["sops"] += act[:, 1].sum(axis=0)
+        acc["hops"] += sent[:, 1].sum(axis=0)
+        runs = _runs(st.cores)  # blocks of one core are adjacent
+        for key, val in (("events", act[:, 0]), ("packets", sent[:, 0]), ("core", sent[:, 2])):
+            acc[key][st.cores[runs]] += np.add.reduceat(val, runs, axis=0)
 
-    def _loose(self, lc: _Loose, prev: np.ndarray, out: np.ndarray, acc: dict, slowest: np.ndarray,
-               record: bool) -> None:
-        spec, plan = self.img.spec, self.cores[lc.core]
+    def _loose(self, lc: _Loose, prev: np.ndarray, out: np.ndarray, acc: dict, record: bool) -> None:
+        plan = self.cores[lc.core]
         nb = prev.shape[1]
         ev = _axon_events(prev, lc.slots)  # (A, batch)
         ev64 = ev.astype(np.float64)
@@ -552,21 +593,20 @@ class Simulator:
             if len(plan.order) else np.zeros((0, nb), np.float32)
         out[lc.rows] = counts
         c64 = counts.astype(np.float64)
-        sops = plan.row_syn.astype(np.float64) @ ev64
-        packets = plan.fanout.astype(np.float64) @ c64
-        acc["sops"] += sops
+        acc["sops"] += plan.row_syn.astype(np.float64) @ ev64
         acc["hops"] += plan.hops.astype(np.float64) @ c64
+        acc["events"][lc.core] = ev64.sum(axis=0)
+        acc["packets"][lc.core] = plan.fanout.astype(np.float64) @ c64
         acc["core"][lc.core] = c64.sum(axis=0)
-        core = (spec.cycles_per_event * ev64.sum(axis=0) + spec.cycles_per_neuron * plan.neurons
-                + spec.cycles_per_packet * packets + spec.cycles_per_hop * plan.max_hops)
-        np.maximum(slowest, core, out=slowest)
 
     def _block(self, x: np.ndarray, first: int, drop: dict, seed: int, record: bool) -> dict:
         """One block of images through the encoder, every tick and the readout's feature sums."""
         img, spec = self.img, self.img.spec
         nb = len(x)
+        cores = len(img.cores)
         acc = {"cycles": np.zeros((img.ticks + 1, nb)), "sops": np.zeros(nb), "hops": np.zeros(nb),
-               "layer": np.zeros((img.ticks, nb)), "core": np.zeros((len(img.cores), nb)), "rec": {}}
+               "layer": np.zeros((img.ticks, nb)), "core": np.zeros((cores, nb)), "events": np.zeros((cores, nb)),
+               "packets": np.zeros((cores, nb)), "rec": {}}
         prev = self.encoder.counts(x)
         if 0 in drop:
             self._drop(prev, self.encoder.canon, drop[0], seed, 0, first)
@@ -578,12 +618,17 @@ class Simulator:
             tick = self.ticks[t]
             out = np.empty((tick.rows + 1, nb), dtype=np.float32)
             out[-1] = 0
-            slowest = acc["cycles"][t]
             for st in tick.stacks:
-                self._stack(st, prev, out, acc, slowest, record)
+                self._stack(st, prev, out, acc, record)
             for lc in tick.loose:
-                self._loose(lc, prev, out, acc, slowest, record)
-            acc["layer"][t - 1] = acc["core"][self.by_tick[t]].sum(axis=0)
+                self._loose(lc, prev, out, acc, record)
+            # a core reads a crossbar row per input event, fires its neurons, sends its packets;
+            # the tick lasts as long as its slowest core
+            on = self.by_tick[t]
+            cycles = (spec.cycles_per_event * acc["events"][on] + self.fixed[on, None]
+                      + spec.cycles_per_packet * acc["packets"][on])
+            acc["cycles"][t] = cycles.max(axis=0, initial=0.0)
+            acc["layer"][t - 1] = acc["core"][on].sum(axis=0)
             if t in drop:
                 self._drop(out, tick.canon, drop[t], seed, t, first)
             prev = out
@@ -637,7 +682,7 @@ class Simulator:
                         layer_spikes[:, b0:b1], core_spikes[:, b0:b1] = acc["layer"], acc["core"]
                         feats[self.readout_axons, b0 - s0:b1 - s0] = acc["feats"]
                         for ci, r in acc["rec"].items():
-                            recorded[ci].append(r)
+                            recorded[ci].append(r.reshape(-1, r.shape[-1]))
                     feats /= float(1 << img.k)
                     res = np.broadcast_to(img.classifier_b, (nb, len(img.classifier_b))).copy()
                     for f in range(self.features):  # fixed order: independent of the batch size
