@@ -340,8 +340,9 @@ def _blocks(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 @dataclass
 class _Stack:
-    """Blocks of one tick's cores (see _blocks) run as one batched matmul, padded to one shape.
+    """Blocks (see _blocks) with identical crossbars and thresholds, in one tick: one matmul.
 
+    Tiles of one shape inside a convolution hold the same weights; only their sources differ.
     Every core here is float32-exact and `shared` (distinct column g is group g, `r` replicas
     side by side), and each of its axons has one source. Its input columns are the distinct
     sources: both sign axons of an input carry the same events, whatever an axon does with its
@@ -349,14 +350,14 @@ class _Stack:
     """
 
     cores: np.ndarray  # (n,) image core of each block, in runs
-    groups: np.ndarray  # (n, U) the core's group of each column, -1 in padding
-    slots: np.ndarray  # int64 (n, 1, S): previous tick's buffer row feeding each input column
-    weights: np.ndarray  # float32 (n, U + 2, S): signed columns, then axon events and synapses per input
-    thr: np.ndarray  # float32 (n, U, r): each column's replica thresholds, +inf in padding
+    groups: np.ndarray  # (n, U) the core's group of each column
+    slots: np.ndarray  # int64 (S, 1, n): previous tick's buffer row feeding each input column
+    weights: np.ndarray  # float32 (U + 2, S): signed columns, then axon events and synapses per input
+    thr: np.ndarray  # float32 (U, 1, r): each column's replica thresholds
     out_stats: np.ndarray  # float32 (n, 3, U): packets, mesh hops, spikes per spike of each group
     stats64: bool  # events or synaptic operations of a block may reach 2^24: summed in float64
     out64: bool
-    base: int  # first row in the tick's spike buffer (block q, column g: base + q * U + g)
+    base: int  # first row in the tick's spike buffer (block q, column g: base + g * n + q)
     chunk: int  # blocks per matmul call
 
 
@@ -381,40 +382,26 @@ class _Tick:
 
 
 def _stacks(entries: list[dict], base: int, block: int, zero: int) -> tuple[list[_Stack], int]:
-    """Group blocks of equal r whose padded shapes waste at most a third of the work."""
+    """Stacks of identical blocks, in order of first appearance; rows assigned from base."""
+    same: dict[tuple, list[dict]] = {}
+    for e in entries:
+        key = (e["r"], e["W"].shape, e["W"].tobytes(), e["mult"].tobytes(), e["syn"].tobytes(), e["thr"].tobytes())
+        same.setdefault(key, []).append(e)
     stacks = []
-    entries = sorted(entries, key=lambda e: (e["r"], -e["W"].shape[0] * e["W"].shape[1]))
-    i = 0
-    while i < len(entries):
-        first = entries[i]
-        U, S = first["W"].shape[0], max(first["W"].shape[1], 1)
-        j, work = i + 1, U * S
-        while j < len(entries) and entries[j]["r"] == first["r"]:
-            u, s = entries[j]["W"].shape
-            if (j + 1 - i) * max(U, u) * max(S, s) * 3 > 4 * (work + u * s):
-                break
-            U, S, work, j = max(U, u), max(S, s), work + u * s, j + 1
-        group = sorted(entries[i:j], key=lambda e: (e["core"], e["cols"][0] if len(e["cols"]) else -1))
-        n, r = len(group), first["r"]
-        st = _Stack(np.array([e["core"] for e in group], dtype=np.int64), np.full((n, U), -1, np.int64),
-                    np.full((n, 1, S), zero, dtype=np.int64), np.zeros((n, U + 2, S), np.float32),
-                    np.full((n, U, r), np.inf, np.float32), np.zeros((n, 3, U), np.float32),
-                    False, False, base, max(1, CACHE_BYTES // (S * block * 4)))
+    for group in same.values():
+        e0, n = group[0], len(group)
+        U, S = e0["W"].shape
+        weights = np.vstack([e0["W"], e0["mult"][None], e0["syn"][None]]).astype(np.float32)
+        st = _Stack(np.array([e["core"] for e in group], dtype=np.int64), np.stack([e["cols"] for e in group]),
+                    np.stack([e["slots"][0] for e in group], axis=1)[:, None, :], weights,
+                    e0["thr"].astype(np.float32)[:, None, :], np.stack([e["out"] for e in group]),
+                    False, False, base, max(1, CACHE_BYTES // (max(S, 1) * block * 4)))
         for q, e in enumerate(group):
-            u, s = e["W"].shape
-            st.groups[q, :u] = e["cols"]
-            st.slots[q, :, :s] = e["slots"]
-            st.weights[q, :u, :s] = e["W"]
-            st.weights[q, U, :s] = e["mult"]
-            st.weights[q, U + 1, :s] = e["syn"]
-            st.thr[q, :u] = e["thr"]
-            st.out_stats[q, :, :u] = e["out"]
             st.stats64 |= bool((e["mult"] * e["most"]).sum() >= EXACT or (e["syn"] * e["most"]).sum() >= EXACT)
-            st.out64 |= bool((e["out"].astype(np.float64) * r).sum(axis=1).max(initial=0) >= EXACT)
-            e["rows"] = base + q * U + np.arange(u)
+            st.out64 |= bool((e["out"].astype(np.float64) * e["r"]).sum(axis=1).max(initial=0) >= EXACT)
+            e["rows"] = base + np.arange(U) * n + q
         stacks.append(st)
         base += n * U
-        i = j
     return stacks, base
 
 
@@ -506,8 +493,12 @@ class Simulator:
                 sizes = np.diff(np.r_[plan.group_starts, len(plan.order)]).astype(np.float64)
                 loose.append(_Loose(ci, core_slots, np.zeros(0, np.int64), sizes))
                 continue
-            # one input column per distinct source: its axons' weights add up (integers: exact)
-            uniq, inv = np.unique(slots[0], return_inverse=True)
+            # one input column per distinct source, in the order of their first axons (the same in
+            # every tile of one shape): its axons' weights add up (integers: exact)
+            uniq, first, inv = np.unique(slots[0], return_index=True, return_inverse=True)
+            rank = np.empty(len(uniq), dtype=np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+            uniq, inv = uniq[np.argsort(first, kind="stable")], rank[inv.ravel()]
             order = np.argsort(inv, kind="stable")
             starts = np.searchsorted(inv[order], np.arange(len(uniq)))
             W = np.add.reduceat(plan.weights[:, inb.axons][:, order], starts, axis=1) if len(uniq) else \
@@ -554,26 +545,25 @@ class Simulator:
 
     def _stack(self, st: _Stack, prev: np.ndarray, out: np.ndarray, acc: dict, record: bool) -> None:
         n, U = st.groups.shape
-        nb = prev.shape[1]
+        S, nb = st.weights.shape[1], prev.shape[1]
+        counts = out[st.base:st.base + U * n].reshape(U, n, nb)
         act = np.empty((n, 2, nb))  # events and synaptic operations of each block
         for c0 in range(0, n, st.chunk):
             c1 = min(n, c0 + st.chunk)
-            ev = _axon_events(prev, st.slots[c0:c1])  # (blocks, S, batch)
-            vo = np.matmul(st.weights[c0:c1], ev)  # potentials per distinct column, then activity
-            counts = out[st.base + c0 * U:st.base + c1 * U].reshape(c1 - c0, U, nb)
-            fired = _count(vo[:, :U], st.thr[c0:c1], counts, record)
-            act[c0:c1] = (np.matmul(st.weights[c0:c1, U:].astype(np.float64), ev.astype(np.float64))
-                          if st.stats64 else vo[:, U:])
+            ev = _axon_events(prev, st.slots[:, :, c0:c1]).reshape(S, -1)  # (S, blocks * batch)
+            vo = st.weights @ ev  # potentials per distinct column, then activity
+            fired = _count(vo[:U].reshape(U, c1 - c0, nb), st.thr, counts[:, c0:c1], record)
+            rest = st.weights[U:].astype(np.float64) @ ev.astype(np.float64) if st.stats64 else vo[U:]
+            act[c0:c1] = rest.reshape(2, c1 - c0, nb).transpose(1, 0, 2)
             if record:
-                for q in range(c1 - c0):
-                    ci, g = int(st.cores[c0 + q]), st.groups[c0 + q]
-                    g = g[g >= 0]
+                for q in range(c0, c1):
+                    ci = int(st.cores[q])
                     if ci not in acc["rec"]:
                         acc["rec"][ci] = np.zeros((len(self.cores[ci].fanout), st.thr.shape[2], nb), np.uint8)
-                    acc["rec"][ci][g] = fired[q, :len(g)]
-        counts = out[st.base:st.base + n * U].reshape(n, U, nb)
-        sent = (np.matmul(st.out_stats.astype(np.float64), counts.astype(np.float64)) if st.out64
-                else np.matmul(st.out_stats, counts).astype(np.float64))  # packets, hops, spikes per block
+                    acc["rec"][ci][st.groups[q]] = fired[:, q - c0]
+        by_block = counts.transpose(1, 0, 2)  # (n, U, batch)
+        sent = (np.matmul(st.out_stats.astype(np.float64), by_block.astype(np.float64)) if st.out64
+                else np.matmul(st.out_stats, by_block).astype(np.float64))  # packets, hops, spikes per block
         acc["sops"] += act[:, 1].sum(axis=0)
         acc["hops"] += sent[:, 1].sum(axis=0)
         runs = _runs(st.cores)  # blocks of one core are adjacent
