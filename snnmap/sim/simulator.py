@@ -7,11 +7,12 @@ along the destination words to the next tick's axons, where events add up; the l
 spikes reach the host readout, which sums them per feature and applies the classifier.
 
 Speed without leaving the image (docs/benchmarks.md): replicas share one potential per distinct
-column; the cores of a tick run as stacked float32 matmuls (exact: every potential is an integer
-sum below 2^24, checked per core from the image, else that core runs in float64); both sign axons
-fed by one source become one input column; the encoder decides in float32 with a rigorous error
-bound and recomputes in the defined float64 order only entries near a threshold; blocks of images
-run on worker threads with BLAS single-threaded.
+column; both sign axons fed by one source become one input column; a core's crossbar splits into
+independent blocks (columns linked by shared inputs); identical blocks of a tick (tiles of one
+shape) run as one float32 matmul, exact because every potential is an integer sum below 2^24,
+checked per core from the image (else that core runs alone in float64); the encoder decides in
+float32 with a rigorous error bound and recomputes in the defined float64 order only entries near
+a threshold; blocks of images run on worker threads with BLAS single-threaded.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from snnmap.rows import csr_ids, first_index, row_ids
 from snnmap.sim.blas import single_threaded_blas
 
 EXACT = 2.0 ** 24  # float32 holds every integer of smaller magnitude exactly
-CACHE_BYTES = 1 << 20  # events gathered per matmul call: about what one core's L2 holds
+CACHE_BYTES = 1 << 22  # events gathered per matmul call (1-8 MB measured alike; docs/benchmarks.md)
 
 
 @dataclass
@@ -447,7 +448,7 @@ class Simulator:
         self.encoder = _Encoder(img)
         hptr = img.host_ptr.astype(np.int64)
         # host packets enter beside core (0, 0): route lengths from there
-        host = np.zeros((3, self.encoder.rows + 1))
+        host = np.zeros((2, self.encoder.rows + 1))  # packets and hops per spike of each host neuron
         host[0, self.encoder.canon] = np.diff(hptr)
         host[1, self.encoder.canon] = _route_lengths(spec, (0, 0, 0, 0), img.host_dest, hptr)[0]
         self.host = host if (host.sum(axis=1) * img.replicas).max() >= EXACT else host.astype(np.float32)
