@@ -194,3 +194,23 @@ def test_blas_threads_are_restored():
             assert all(get() == 1 for _, get in libs)
         assert all(get() == 1 for _, get in libs)
     assert [get() for _, get in libs] == before
+
+
+def test_core_without_inputs():
+    """A layer of zero weights configures cores whose neurons have no synapses at all."""
+    from snnmap.chip.spec import SG64
+    from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+    from snnmap.pipeline import compile_model
+    from snnmap.reference import evaluate
+    from snnmap.sim import Simulator
+
+    rng = np.random.default_rng(7)
+    bn = BatchNorm(np.array([0.3]), np.array([1.0]), np.zeros(1), np.ones(1))
+    enc = Layer("encoder", "conv", rng.normal(size=(1, 1, 1, 1)), bn)
+    l1 = Layer("fc", "dense", np.zeros((9, 1), np.int8), bn)  # one neuron: one distinct (empty) column
+    model = QuantModel((3, 3, 1), 1, 2, 1 / 256, enc, (l1,), Classifier(rng.normal(size=(1, 2)), np.zeros(2)),
+                       name="silent").validate()
+    x = rng.integers(0, 256, (5, 3, 3)).astype(np.uint8)
+    out, ref = Simulator(compile_model(model, SG64).image).run(x, record=True), evaluate(model, x)
+    assert np.array_equal(out["pred"], ref["pred"]) and np.array_equal(out["logits"], ref["logits"])
+    assert np.array_equal(out["layer_spikes"][0], ref["counts"][1].reshape(5, -1).sum(axis=1))

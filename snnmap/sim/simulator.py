@@ -551,7 +551,7 @@ class Simulator:
         act = np.empty((n, 2, nb))  # events and synaptic operations of each block
         for c0 in range(0, n, st.chunk):
             c1 = min(n, c0 + st.chunk)
-            ev = _axon_events(prev, st.slots[:, :, c0:c1]).reshape(S, -1)  # (S, blocks * batch)
+            ev = _axon_events(prev, st.slots[:, :, c0:c1]).reshape(S, (c1 - c0) * nb)  # (S, blocks * batch)
             vo = st.weights @ ev  # potentials per distinct column, then activity
             fired = _count(vo[:U].reshape(U, c1 - c0, nb), st.thr, counts[:, c0:c1], record)
             rest = st.weights[U:].astype(np.float64) @ ev.astype(np.float64) if st.stats64 else vo[U:]
