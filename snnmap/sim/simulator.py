@@ -412,19 +412,19 @@ def _runs(ids: np.ndarray) -> np.ndarray:
 
 
 def _count(v: np.ndarray, thr: np.ndarray, out: np.ndarray, keep: bool) -> np.ndarray | None:
-    """out = number of replicas with v >= threshold, each of thr's last axis against v's column.
-    keep=True returns every replica's decision as well, (..., U, r, batch)."""
+    """out = number of replicas with v >= threshold, each of thr's last axis against v's column
+    (counted in bytes, then written once). keep=True also returns every replica's decision,
+    (..., U, r, batch)."""
     r = thr.shape[-1]
     fired = np.empty((*v.shape[:-1], r, v.shape[-1]), dtype=bool) if keep else None
     mask = np.empty(v.shape, dtype=bool)
+    acc = np.zeros(v.shape, dtype=np.uint8 if r < 256 else np.float32)
     for i in range(r):
         np.greater_equal(v, thr[..., i:i + 1], out=mask)
-        if i == 0:
-            np.copyto(out, mask)
-        else:
-            np.add(out, mask, out=out)
+        np.add(acc, mask, out=acc)
         if keep:
             fired[..., i, :] = mask
+    np.copyto(out, acc)
     return fired
 
 
