@@ -502,7 +502,7 @@ class Simulator:
             uniq, inv = uniq[np.argsort(first, kind="stable")], rank[inv.ravel()]
             order = np.argsort(inv, kind="stable")
             starts = np.searchsorted(inv[order], np.arange(len(uniq)))
-            W = np.add.reduceat(plan.weights[:, inb.axons][:, order], starts, axis=1) if len(uniq) else \
+            W = np.add.reduceat(plan.weights.T[inb.axons[order]], starts, axis=0).T if len(uniq) else \
                 np.zeros((plan.weights.shape[0], 0), np.float32)
             mult = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
             syn = np.bincount(inv, weights=plan.row_syn[inb.axons].astype(np.float64), minlength=len(uniq))
