@@ -324,19 +324,27 @@ def _blocks(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     of the dense work; columns without inputs form one block, inputs without columns join block 0.
     """
     U, S = W.shape
-    nz = W != 0
-    lab = np.where(nz.any(axis=1), np.arange(U), U)  # propagate the lowest column index
-    while True:
-        src = np.where(nz, lab[:, None], U).min(axis=0, initial=U)
-        new = np.minimum(lab, np.where(nz, src[None, :], U).min(axis=1, initial=U))
-        if np.array_equal(new, lab):
-            break
-        lab = new
-    uniq, col = np.unique(lab, return_inverse=True)
-    src_block = np.zeros(S, dtype=np.int64)
-    used = src < U
-    src_block[used] = np.searchsorted(uniq, src[used])
-    return col.ravel(), src_block, len(uniq)
+    nz = (W != 0).astype(np.float32)
+    col, src = np.full(U, -1, dtype=np.int64), np.zeros(S, dtype=np.int64)
+    has = nz.any(axis=1)
+    blocks = 0
+    for start in range(U):  # breadth-first from each column not yet reached
+        if col[start] >= 0 or not has[start]:
+            continue
+        cols = np.zeros(U, dtype=np.float32)
+        cols[start] = 1
+        while True:
+            srcs = (cols @ nz) > 0
+            grown = (nz @ srcs.astype(np.float32)) > 0
+            if np.array_equal(grown, cols > 0):
+                break
+            cols = grown.astype(np.float32)
+        col[cols > 0], src[srcs] = blocks, blocks
+        blocks += 1
+    if (~has).any():
+        col[~has] = blocks
+        blocks += 1
+    return col, src, blocks
 
 
 @dataclass
@@ -500,18 +508,25 @@ class Simulator:
             rank = np.empty(len(uniq), dtype=np.int64)
             rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
             uniq, inv = uniq[np.argsort(first, kind="stable")], rank[inv.ravel()]
+            mult = np.bincount(inv, minlength=len(uniq))
+            # the j-th axon of every source (the last column, zero, where it has fewer)
             order = np.argsort(inv, kind="stable")
-            starts = np.searchsorted(inv[order], np.arange(len(uniq)))
-            W = np.add.reduceat(plan.weights.T[inb.axons[order]], starts, axis=0).T if len(uniq) else \
-                np.zeros((plan.weights.shape[0], 0), np.float32)
-            mult = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+            nth = np.arange(len(inv)) - np.repeat(np.cumsum(mult) - mult, mult)
+            pick = np.full((int(mult.max(initial=0)), len(uniq)), plan.weights.shape[1], dtype=np.int64)
+            pick[nth, inv[order]] = inb.axons[order]
+            padded = np.concatenate([plan.weights, np.zeros((plan.weights.shape[0], 1), np.float32)], axis=1)
+            W = padded[:, pick[0]] if len(pick) else np.zeros((plan.weights.shape[0], 0), np.float32)
+            for j in range(1, len(pick)):
+                W += padded[:, pick[j]]
+            mult = mult.astype(np.float64)
             syn = np.bincount(inv, weights=plan.row_syn[inb.axons].astype(np.float64), minlength=len(uniq))
             thr = plan.thr.reshape(-1, plan.uniform)
             out = np.stack([plan.fanout, plan.hops, np.ones(len(plan.fanout), np.float32)])
             col_block, src_block, blocks = _blocks(W)
             for b in range(blocks):
                 cols, srcs = np.flatnonzero(col_block == b), np.flatnonzero(src_block == b)
-                entries.append({"core": ci, "cols": cols, "r": plan.uniform, "W": W[np.ix_(cols, srcs)],
+                entries.append({"core": ci, "cols": cols, "r": plan.uniform,
+                                "W": W if blocks == 1 else W[np.ix_(cols, srcs)],
                                 "slots": uniq[srcs][None, :], "most": most[uniq[srcs]], "mult": mult[srcs],
                                 "syn": syn[srcs], "thr": thr[cols], "out": out[:, cols]})
         stacks, base = _stacks(entries, 0, self.block, zero)
