@@ -242,6 +242,8 @@ class _Encoder:
             w32 = np.empty((self.C, self.K + 1), dtype=np.float32)
             w32[:, :self.K] = (self.wk * (self.vscale * f)).T
             w32[:, self.K] = 1.0 - a * f
+        if not np.isfinite(w32).all():
+            return None
         taps = np.vstack([self.taps, np.full((1, self.P), self.one_row)])
         return w32, f, np.abs(a * f) + 1.0, dev, taps
 
@@ -266,7 +268,9 @@ class _Encoder:
             # float64 defined order (gamma_K), all relative to sum |w' x| + |bias| + 1
             g32 = (K + 1) * 2.0 ** -24 / (1 - (K + 1) * 2.0 ** -24)
             g64 = K * 2.0 ** -53 / (1 - K * 2.0 ** -53)
-            err = 1.25 * (g32 + 4 * 2.0 ** -24 + g64) * (f * self.sumabs * maxabs + offset) + 2.0 ** -100
+            # (subnormal float32 values err by up to 2^-150 absolutely: the last term)
+            err = 1.25 * (g32 + 4 * 2.0 ** -24 + g64) * (f * self.sumabs * maxabs + offset) + \
+                (K + 2) * 2.0 ** -140 * (1 + maxabs + f * self.sumabs)
             lim = 0.5 - 2 * (err + dev) - 2.0 ** -20
             if (lim > 0.3).all():
                 x32, lim32, close = xp.astype(np.float32), lim.astype(np.float32)[:, None], []
@@ -276,7 +280,7 @@ class _Encoder:
                     part = u[:, p0 * n:p1 * n]
                     np.matmul(w32, np.take(x32, taps[:, p0:p1], axis=0).reshape(K + 1, -1), out=part)
                     fl = np.floor(part)
-                    np.subtract(part, fl, out=part)  # exact: the fraction of a float32
+                    np.subtract(part, fl, out=part)  # exact but for u in (-1, 0): 2^-25, inside the 2^-20
                     np.subtract(part, 0.5, out=part)
                     np.abs(part, out=part)
                     near = part > lim32  # within err + dev of an integer
