@@ -513,15 +513,15 @@ class Simulator:
             rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
             uniq, inv = uniq[np.argsort(first, kind="stable")], rank[inv.ravel()]
             mult = np.bincount(inv, minlength=len(uniq))
-            # the j-th axon of every source (the last column, zero, where it has fewer)
+            # add the j-th axon of every source that has one
             order = np.argsort(inv, kind="stable")
             nth = np.arange(len(inv)) - np.repeat(np.cumsum(mult) - mult, mult)
-            pick = np.full((int(mult.max(initial=0)), len(uniq)), plan.weights.shape[1], dtype=np.int64)
+            pick = np.full((int(mult.max(initial=0)), len(uniq)), -1, dtype=np.int64)
             pick[nth, inv[order]] = inb.axons[order]
-            padded = np.concatenate([plan.weights, np.zeros((plan.weights.shape[0], 1), np.float32)], axis=1)
-            W = padded[:, pick[0]] if len(pick) else np.zeros((plan.weights.shape[0], 0), np.float32)
+            W = plan.weights[:, pick[0]] if len(pick) else np.zeros((plan.weights.shape[0], 0), np.float32)
             for j in range(1, len(pick)):
-                W += padded[:, pick[j]]
+                has = np.flatnonzero(pick[j] >= 0)
+                W[:, has] += plan.weights[:, pick[j, has]]
             mult = mult.astype(np.float64)
             syn = np.bincount(inv, weights=plan.row_syn[inb.axons].astype(np.float64), minlength=len(uniq))
             thr = plan.thr.reshape(-1, plan.uniform)
