@@ -72,6 +72,14 @@ def main() -> None:
 
     base, t_base, c_base = timed(plain)
     n = len(x)
+    blocks = sum(st.weights.size * len(st.cores) for tick in sim1.ticks[1:] for st in tick.stacks)
+    loose = sum(sim1.cores[lc.core].weights.size for tick in sim1.ticks[1:] for lc in tick.loose)
+    shapes = model.shapes()
+    ann = sum(int(np.prod(out_shape)) * int(np.prod(layer.conv_weights(in_shape).shape[:3]))
+              for layer, in_shape, out_shape in zip((model.encoder, *model.layers), [model.input_shape, *shapes[:-1]],
+                                                     shapes))
+    print(f"multiply-adds per image: simulator {(blocks + loose) / 1e6:.2f} million (crossbar blocks and activity "
+          f"rows), ANN {ann / 1e6:.2f} million")
     print(f"simulator: {n / t_sim2:.0f} images/s on 2 threads, {n / t_sim1:.0f} on 1 (plan built in {t_load:.2f} s); "
           f"im2col NumPy: {n / t_base:.0f} images/s on 1; ratio {t_base / t_sim1:.2f}x on one thread each, "
           f"{t_base / t_sim2:.2f}x with the simulator on 2")
