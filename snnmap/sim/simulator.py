@@ -394,7 +394,7 @@ class _Tick:
     most: np.ndarray  # (rows + 1,) most spikes each buffer row can carry per image
 
 
-def _stacks(entries: list[dict], base: int, block: int, zero: int) -> tuple[list[_Stack], int]:
+def _stacks(entries: list[dict], base: int, block: int) -> tuple[list[_Stack], int]:
     """Stacks of identical blocks, in order of first appearance; rows assigned from base."""
     same: dict[tuple, list[dict]] = {}
     for e in entries:
@@ -533,7 +533,7 @@ class Simulator:
                                 "W": W if blocks == 1 else W[np.ix_(cols, srcs)],
                                 "slots": uniq[srcs][None, :], "most": most[uniq[srcs]], "mult": mult[srcs],
                                 "syn": syn[srcs], "thr": thr[cols], "out": out[:, cols]})
-        stacks, base = _stacks(entries, 0, self.block, zero)
+        stacks, base = _stacks(entries, 0, self.block)
         for lc in loose:
             lc.rows = base + np.arange(len(lc.most))
             base += len(lc.most)
