@@ -102,3 +102,115 @@ def test_encoder_follows_the_defined_summation_order():
     out = Simulator(compile_model(model, SG64).image).run(x)
     assert np.array_equal(out["pred"], ref["pred"]) and np.array_equal(out["logits"], ref["logits"])
     assert out["layer_spikes"].sum() == sum(c.sum() for c in ref["counts"][1:])
+
+
+def _all_outputs_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "core_spikes":
+            assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key]))
+        else:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_results_do_not_depend_on_threads_blocks_or_batches():
+    from snnmap.chip.spec import SG64
+    from snnmap.pipeline import compile_model
+    from snnmap.sim import Simulator
+
+    from test_reliability import lenet_like
+
+    img = compile_model(lenet_like(1), SG64).image
+    x = np.random.default_rng(3).integers(0, 256, (37, 28, 28)).astype(np.uint8)
+    kw = {"record": True, "trace": True, "drop": {0: 0.1, 3: 0.2}, "seed": 4}
+    base = Simulator(img, threads=1, block=128).run(x, **kw)
+    _all_outputs_equal(base, Simulator(img, threads=2, block=5).run(x, batch=16, **kw))
+    _all_outputs_equal(base, Simulator(img, threads=3, block=1).run(x, batch=37, **kw))
+
+
+def test_float64_activity_paths_agree_with_float32():
+    """Blocks whose event, synaptic-operation or packet sums could pass 2^24 sum them in float64;
+    LeNet-sized ones never do, so force it and compare."""
+    from snnmap.chip.spec import SG64
+    from snnmap.pipeline import compile_model
+    from snnmap.sim import Simulator
+
+    from test_reliability import lenet_like
+
+    img = compile_model(lenet_like(2), SG64).image
+    x = np.random.default_rng(4).integers(0, 256, (20, 28, 28)).astype(np.uint8)
+    sim = Simulator(img)
+    base = sim.run(x, record=True)
+    stacks = [st for tick in sim.ticks[1:] for st in tick.stacks]
+    assert stacks and not any(st.stats64 or st.out64 for st in stacks)
+    for st in stacks:
+        st.stats64 = st.out64 = True
+    _all_outputs_equal(base, sim.run(x, record=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_encoder_fast_path_equals_the_defined_order(data):
+    """The float32 path with its error bound, the float64 path and summing every entry in the
+    defined order give the same counts, ties (dyadic weights and thresholds) included."""
+
+    from snnmap.chip.spec import SG64
+    from snnmap.errors import DesignRuleError
+    from snnmap.pipeline import compile_model
+    from snnmap.sim.simulator import _Encoder
+
+    from randnet import images, networks
+
+    model = data.draw(networks(max_layers=1))
+    try:
+        img = compile_model(model, SG64).image
+    except DesignRuleError:
+        return
+    x = images(model, 9, data.draw(st.integers(0, 100))).astype(np.float64)
+    if x.ndim == 3:
+        x = x[..., None]
+    enc = _Encoder(img)
+    got = enc.counts(x)
+    lin = enc.lin
+    enc.lin = None
+    generic = enc.counts(x)
+    enc.lin = lin
+    (Hp, Wp, cin), p = enc.padded, enc.pad
+    xp = np.zeros((Hp, Wp, cin, len(x)))
+    xp[p:Hp - p, p:Wp - p] = (x * enc.scale_in).transpose(1, 2, 3, 0)
+    exact = np.zeros((enc.rows, len(x)), np.float32)
+    enc._exact(exact, np.arange(exact.size), xp.reshape(-1, len(x)), len(x))
+    assert np.array_equal(got[:-1], exact) and np.array_equal(generic[:-1], exact)
+    assert not got[-1].any()
+
+
+def test_blas_threads_are_restored():
+    from snnmap.sim.blas import _openblas, single_threaded_blas
+
+    libs = _openblas()
+    before = [get() for _, get in libs]
+    with single_threaded_blas():
+        with single_threaded_blas():
+            assert all(get() == 1 for _, get in libs)
+        assert all(get() == 1 for _, get in libs)
+    assert [get() for _, get in libs] == before
+
+
+def test_core_without_inputs():
+    """A layer of zero weights configures cores whose neurons have no synapses at all."""
+    from snnmap.chip.spec import SG64
+    from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+    from snnmap.pipeline import compile_model
+    from snnmap.reference import evaluate
+    from snnmap.sim import Simulator
+
+    rng = np.random.default_rng(7)
+    bn = BatchNorm(np.array([0.3]), np.array([1.0]), np.zeros(1), np.ones(1))
+    enc = Layer("encoder", "conv", rng.normal(size=(1, 1, 1, 1)), bn)
+    l1 = Layer("fc", "dense", np.zeros((9, 1), np.int8), bn)  # one neuron: one distinct (empty) column
+    model = QuantModel((3, 3, 1), 1, 2, 1 / 256, enc, (l1,), Classifier(rng.normal(size=(1, 2)), np.zeros(2)),
+                       name="silent").validate()
+    x = rng.integers(0, 256, (5, 3, 3)).astype(np.uint8)
+    out, ref = Simulator(compile_model(model, SG64).image).run(x, record=True), evaluate(model, x)
+    assert np.array_equal(out["pred"], ref["pred"]) and np.array_equal(out["logits"], ref["logits"])
+    assert np.array_equal(out["layer_spikes"][0], ref["counts"][1].reshape(5, -1).sum(axis=1))

@@ -5,10 +5,20 @@ Host encoder -> spike counts into tick-1 axons; each tick every core configured 
 V = sum over axons of sign * crossbar * events and fires where V >= threshold; spikes travel
 along the destination words to the next tick's axons, where events add up; the last tick's
 spikes reach the host readout, which sums them per feature and applies the classifier.
+
+Speed without leaving the image (docs/benchmarks.md): replicas share one potential per distinct
+column; both sign axons fed by one source become one input column; a core's crossbar splits into
+independent blocks (columns linked by shared inputs); identical blocks of a tick (tiles of one
+shape) run as one float32 matmul, exact because every potential is an integer sum below 2^24,
+checked per core from the image (else that core runs alone in float64); the encoder decides in
+float32 with a rigorous error bound and recomputes in the defined float64 order only entries near
+a threshold; blocks of images run on worker threads with BLAS single-threaded.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,6 +27,10 @@ from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
 from snnmap.rows import csr_ids, first_index, row_ids
+from snnmap.sim.blas import single_threaded_blas
+
+EXACT = 2.0 ** 24  # float32 holds every integer of smaller magnitude exactly
+CACHE_BYTES = 1 << 22  # events gathered per matmul call (1-8 MB measured alike; docs/benchmarks.md)
 
 
 @dataclass
@@ -58,15 +72,29 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
     return plans
 
 
-def _gather(plan: _Inbound, spikes: np.ndarray, accumulate: bool = True) -> np.ndarray:
-    """Events per axon; where the chip's axons OR spikes together, at most one."""
-    out = np.zeros((plan.size, spikes.shape[1]), dtype=np.float32)
-    if len(plan.src) == len(plan.starts):  # one source per axon: a plain gather
-        out[plan.axons] = spikes[plan.src]
-    elif len(plan.src):
-        out[plan.axons] = np.add.reduceat(spikes[plan.src], plan.starts, axis=0)
-    if not accumulate:
-        np.minimum(out, 1.0, out=out)
+def _axon_events(spikes: np.ndarray, slots: np.ndarray, accumulate: bool = True) -> np.ndarray:
+    """Events at each axon: the spike counts of its sources added up where the chip's axons
+    accumulate, else at most one (the axon ORs its inputs).
+
+    spikes: (rows, batch), its last row zero; slots: (..., m, A) the rows feeding each axon,
+    padded with the zero row. Returns (..., A, batch).
+    """
+    ev = np.take(spikes, slots[..., 0, :], axis=0)
+    for j in range(1, slots.shape[-2]):
+        ev += np.take(spikes, slots[..., j, :], axis=0)
+    if not accumulate and slots.shape[-2] > 1:
+        np.minimum(ev, 1, out=ev)
+    return ev
+
+
+def _slots(inb: _Inbound, rows: np.ndarray, zero: int) -> np.ndarray:
+    """(m, axons used) buffer rows of each used axon's sources (m = most sources of one axon)."""
+    runs = np.diff(np.r_[inb.starts, len(inb.src)]).astype(np.int64)
+    m = int(runs.max(initial=1))
+    out = np.full((m, len(inb.axons)), zero, dtype=np.int64)
+    if len(inb.src):
+        pos = np.arange(len(inb.src)) - np.repeat(inb.starts, runs)
+        out[pos, np.repeat(np.arange(len(inb.axons)), runs)] = rows[inb.src]
     return out
 
 
@@ -111,7 +139,7 @@ def _route_lengths(spec, src: tuple[int, int, int, int], words: np.ndarray, ptr:
 
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    xt = c.crossbar.T
+    xt = c.crossbar.T  # synapses in {-1, 0, 1} (negative only on chips with signed synapses)
     column = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))
     first_of = first_index(column)
     uniq = xt[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
@@ -166,46 +194,385 @@ def _thin(counts: np.ndarray, p: float, seed: int, tick: int, first: int) -> np.
     return out
 
 
-class Simulator:
+class _Encoder:
+    """Host encoder: V = 2^k * conv summed tap by tap in (ky, kx, ci) order from 0 (the image's
+    definition, docs/image-format.md); replica i fires iff sign * V >= sign * theta_i.
+
+    Output rows are channel-major (row c * P + p for output position p); `canon` maps the host
+    neurons' (h, w, c) order onto them.
+    """
+
     def __init__(self, img: ChipImage):
+        enc = img.encoder
+        w = np.asarray(enc["weights"], dtype=np.float64)
+        kh, kw, cin, C = w.shape
+        s, p = int(enc["stride"]), int(enc["padding"])
+        H, W, _ = img.input_shape
+        Hp, Wp = H + 2 * p, W + 2 * p
+        oh, ow = (Hp - kh) // s + 1, (Wp - kw) // s + 1
+        self.pad, self.padded, self.scale_in = p, (Hp, Wp, cin), float(img.input_scale)
+        self.C, self.P, self.K = C, oh * ow, kh * kw * cin
+        self.rows = C * self.P
+        ky, kx, ci = (a.ravel() for a in np.meshgrid(np.arange(kh), np.arange(kw), np.arange(cin), indexing="ij"))
+        oy, ox = (a.ravel() for a in np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij"))
+        # padded input row of tap t at output position p; one more row holds the constant 1
+        self.taps = ((oy[None] * s + ky[:, None]) * Wp + ox[None] * s + kx[:, None]) * cin + ci[:, None]
+        self.one_row = Hp * Wp * cin
+        j = np.arange(self.rows)
+        self.canon = (j % C) * self.P + j // C
+        self.wk = w.reshape(self.K, C)
+        sign = enc["sign"].astype(np.float64)
+        self.vscale = float(1 << img.k) * sign  # power of two times +-1: multiplying by it is exact
+        self.st = sign[:, None] * np.asarray(enc["theta"], dtype=np.float64)  # fires iff sign * V >= st
+        self.sumabs = np.abs(self.wk).sum(axis=0) * float(1 << img.k)
+        self.w64 = (self.wk * self.vscale).T.copy()
+        self.lin = self._linear()
+        # where axons OR spikes, each replica's spike travels alone: host list j * N + r carries
+        # replica r of neuron j, which fires iff the count exceeds r (thresholds in order)
+        self.replicas = 1 if img.spec.axon_accumulates else img.replicas
+        if self.replicas > 1:
+            with np.errstate(invalid="ignore"):
+                steps = np.diff(self.st, axis=1)
+            if not ((steps >= 0) | (np.isnan(steps) & np.isinf(self.st[:, 1:]))).all():
+                raise SnnmapError("the image's encoder thresholds are not in replica order", where="image, HOST")
+            self.canon = (self.canon[:, None] * self.replicas + np.arange(self.replicas)).ravel()
+        self.out_rows = self.rows * self.replicas
+
+    def _linear(self):
+        """The float32 fast path needs each channel's thresholds evenly spaced, as the paper's
+        formula makes them: then g(v) = (v - st_0) / spacing + 1 puts threshold i at i + 1 (within
+        `dev`), and the count is floor(g) clipped to [0, N] wherever g is not near an integer."""
+        st, N = self.st, self.st.shape[1]
+        if not np.isfinite(st).all():
+            return None
+        a = st[:, 0]
+        alpha = (st[:, -1] - a) / (N - 1) if N > 1 else np.ones(self.C)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            if not (np.isfinite(alpha).all() and (alpha > 0).all()):
+                return None
+            f = 1.0 / alpha
+            pos = (st - a[:, None]) * f[:, None] + 1.0
+            dev = np.abs(pos - np.arange(1, N + 1)).max(axis=1) + 2.0 ** -48 * (N + 2)
+            if not (np.isfinite(f).all() and (dev < 0.05).all() and (np.abs(a * f) < 1e6).all()):
+                return None
+            w32 = np.empty((self.C, self.K + 1), dtype=np.float32)
+            w32[:, :self.K] = (self.wk * (self.vscale * f)).T
+            w32[:, self.K] = 1.0 - a * f
+        if not np.isfinite(w32).all():
+            return None
+        taps = np.vstack([self.taps, np.full((1, self.P), self.one_row)])
+        return w32, f, np.abs(a * f) + 1.0, dev, taps
+
+    def counts(self, x: np.ndarray) -> np.ndarray:
+        """Spike counts (out_rows + 1, batch) float32 for float64 images (batch, H, W, C); last row
+        zero. Where each replica travels alone, one 0/1 row per (neuron, replica)."""
+        buf = self._counts(x)
+        if self.replicas == 1:
+            return buf
+        out = np.zeros((self.out_rows + 1, buf.shape[1]), dtype=np.float32)
+        r = np.arange(self.replicas, dtype=np.float32)
+        out[:-1] = (buf[:-1, None, :] > r[None, :, None]).reshape(self.out_rows, -1)
+        return out
+
+    def _counts(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        (Hp, Wp, cin), p, K, C = self.padded, self.pad, self.K, self.C
+        xs = x * self.scale_in
+        xp = np.zeros((Hp, Wp, cin, n))
+        xp[p:Hp - p, p:Wp - p] = xs.transpose(1, 2, 3, 0)
+        xp = np.concatenate([xp.reshape(-1, n), np.ones((1, n))])
+        buf = np.empty((self.rows + 1, n), dtype=np.float32)
+        buf[-1] = 0
+        u = buf[:-1].reshape(C, self.P * n)
+        if not np.isfinite(xs).all():  # no error bound holds: every entry in the defined order
+            self._exact(u, np.arange(u.size), xp, n)
+            return buf
+        maxabs = float(np.abs(xs).max(initial=0.0))
+        if self.lin is not None:
+            w32, f, offset, dev, taps = self.lin
+            # |u - g(V)| for V in the defined order: float32 inputs, weights and sgemm (gamma_{K+1}),
+            # float64 defined order (gamma_K), all relative to sum |w' x| + |bias| + 1
+            g32 = (K + 1) * 2.0 ** -24 / (1 - (K + 1) * 2.0 ** -24)
+            g64 = K * 2.0 ** -53 / (1 - K * 2.0 ** -53)
+            # (subnormal float32 values err by up to 2^-150 absolutely: the last term)
+            err = 1.25 * (g32 + 4 * 2.0 ** -24 + g64) * (f * self.sumabs * maxabs + offset) + \
+                (K + 2) * 2.0 ** -140 * (1 + maxabs + f * self.sumabs)
+            lim = 0.5 - 2 * (err + dev) - 2.0 ** -20
+            if (lim > 0.3).all():
+                x32, lim32, close = xp.astype(np.float32), lim.astype(np.float32)[:, None], []
+                step = max(1, CACHE_BYTES // (n * (C + K + 1) * 4))  # output positions per pass
+                for p0 in range(0, self.P, step):
+                    p1 = min(self.P, p0 + step)
+                    part = u[:, p0 * n:p1 * n]
+                    np.matmul(w32, np.take(x32, taps[:, p0:p1], axis=0).reshape(K + 1, -1), out=part)
+                    fl = np.floor(part)
+                    np.subtract(part, fl, out=part)  # exact but for u in (-1, 0): 2^-25, inside the 2^-20
+                    np.subtract(part, 0.5, out=part)
+                    np.abs(part, out=part)
+                    near = part > lim32  # within err + dev of an integer
+                    if near.any():
+                        c, j = np.divmod(np.flatnonzero(near), (p1 - p0) * n)
+                        close.append(c * (self.P * n) + p0 * n + j)
+                    np.clip(fl, 0, self.st.shape[1], out=part)
+                if close:
+                    self._exact(u, np.concatenate(close), xp, n)
+                return buf
+        # float64 BLAS: within 2 gamma_K sum|x w| of the defined order; decide where the count is
+        # the same at both ends of that interval, recompute the rest in the defined order
+        sv = self.w64 @ np.take(xp, self.taps, axis=0).reshape(K, -1)
+        g64 = K * 2.0 ** -53 / (1 - K * 2.0 ** -53)
+        tol = ((2.5 * g64 + 2.0 ** -48) * maxabs * self.sumabs * (1 + 1e-9))[:, None]
+        lo = self._count(sv - tol)
+        u[...] = lo
+        close = np.flatnonzero(lo != self._count(sv + tol))
+        if len(close):
+            self._exact(u, close, xp, n)
+        return buf
+
+    def _count(self, sv: np.ndarray) -> np.ndarray:
+        out = np.zeros(sv.shape, dtype=np.float32)
+        for i in range(self.st.shape[1]):
+            out += sv >= self.st[:, i:i + 1]
+        return out
+
+    def _exact(self, u: np.ndarray, idx: np.ndarray, xp: np.ndarray, n: int) -> None:
+        """Entries idx of u (C, P * n) in the defined order: taps one by one from 0, in float64."""
+        c, j = np.divmod(idx, self.P * n)
+        pos, b = np.divmod(j, n)
+        acc = np.zeros(len(idx))
+        for t in range(self.K):
+            acc += xp[self.taps[t, pos], b] * self.wk[t, c]
+        sv = acc * self.vscale[c]
+        u.reshape(-1)[idx] = (sv[:, None] >= self.st[c]).sum(axis=1)
+
+
+def _blocks(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Independent blocks of a crossbar: columns linked by a shared input, with their inputs.
+
+    Returns each column's block, each input's block and the number of blocks. A layer whose
+    windows do not overlap (2x2 stride 2) splits into one block per output position, a fraction
+    of the dense work; columns without inputs form one block, inputs without columns join block 0.
+    """
+    U, S = W.shape
+    nz = (W != 0).astype(np.float32)
+    col, src = np.full(U, -1, dtype=np.int64), np.zeros(S, dtype=np.int64)
+    has = nz.any(axis=1)
+    blocks = 0
+    for start in range(U):  # breadth-first from each column not yet reached
+        if col[start] >= 0 or not has[start]:
+            continue
+        cols = np.zeros(U, dtype=np.float32)
+        cols[start] = 1
+        while True:
+            srcs = (cols @ nz) > 0
+            grown = (nz @ srcs.astype(np.float32)) > 0
+            if np.array_equal(grown, cols > 0):
+                break
+            cols = grown.astype(np.float32)
+        col[cols > 0], src[srcs] = blocks, blocks
+        blocks += 1
+    if (~has).any():
+        col[~has] = blocks
+        blocks += 1
+    return col, src, blocks
+
+
+@dataclass
+class _Stack:
+    """Blocks (see _blocks) with identical crossbars and thresholds, in one tick: one matmul.
+
+    Tiles of one shape inside a convolution hold the same weights; only their sources differ.
+    Every core here is float32-exact and `shared` (distinct column g is group g, `r` replicas
+    side by side), and each of its axons has one source. Its input columns are the distinct
+    sources: both sign axons of an input carry the same events, whatever an axon does with its
+    sources' spikes, so their weights add up into one column.
+    """
+
+    cores: np.ndarray  # (n,) image core of each block, in runs
+    groups: np.ndarray  # (n, U) the core's group of each column
+    slots: np.ndarray  # int64 (S, 1, n): previous tick's buffer row feeding each input column
+    weights: np.ndarray  # float32 (U + 2, S): signed columns, then axon events and synapses per input
+    thr: np.ndarray  # float32 (U, 1, r): each column's replica thresholds
+    out_stats: np.ndarray  # float32 (n, 3, U): packets, mesh hops, spikes per spike of each group
+    stats64: bool  # events or synaptic operations of a block may reach 2^24: summed in float64
+    out64: bool
+    base: int  # first row in the tick's spike buffer (block q, column g: base + g * n + q)
+    chunk: int  # blocks per matmul call
+
+
+@dataclass
+class _Loose:
+    """A core outside any stack (float64, groups that are not one column each, or axons with
+    several sources): run alone, axon by axon."""
+
+    core: int
+    slots: np.ndarray  # (m, A) buffer rows feeding each axon
+    rows: np.ndarray  # buffer row of each of its groups
+    most: np.ndarray  # (G,) group sizes
+
+
+@dataclass
+class _Tick:
+    stacks: list
+    loose: list
+    rows: int  # spike buffer rows, then one zero row
+    canon: np.ndarray  # buffer row of each source group, in the destination words' order
+    most: np.ndarray  # (rows + 1,) most spikes each buffer row can carry per image
+
+
+def _stacks(entries: list[dict], base: int, block: int) -> tuple[list[_Stack], int]:
+    """Stacks of identical blocks, in order of first appearance; rows assigned from base."""
+    same: dict[tuple, list[dict]] = {}
+    for e in entries:
+        key = (e["r"], e["W"].shape, e["W"].tobytes(), e["mult"].tobytes(), e["syn"].tobytes(), e["thr"].tobytes())
+        same.setdefault(key, []).append(e)
+    stacks = []
+    for group in same.values():
+        e0, n = group[0], len(group)
+        U, S = e0["W"].shape
+        weights = np.vstack([e0["W"], e0["mult"][None], e0["syn"][None]]).astype(np.float32)
+        st = _Stack(np.array([e["core"] for e in group], dtype=np.int64), np.stack([e["cols"] for e in group]),
+                    np.stack([e["slots"][0] for e in group], axis=1)[:, None, :], weights,
+                    e0["thr"].astype(np.float32)[:, None, :], np.stack([e["out"] for e in group]),
+                    False, False, base, max(1, CACHE_BYTES // (max(S, 1) * block * 4)))
+        for q, e in enumerate(group):
+            st.stats64 |= bool((e["mult"] * e["most"]).sum() >= EXACT or (e["syn"] * e["most"]).sum() >= EXACT)
+            st.out64 |= bool((e["out"].astype(np.float64) * e["r"]).sum(axis=1).max(initial=0) >= EXACT)
+            e["rows"] = base + np.arange(U) * n + q
+        stacks.append(st)
+        base += n * U
+    return stacks, base
+
+
+def _runs(ids: np.ndarray) -> np.ndarray:
+    """Starts of the runs of equal values in ids."""
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+
+
+def _count(v: np.ndarray, thr: np.ndarray, out: np.ndarray, keep: bool) -> np.ndarray | None:
+    """out = number of replicas with v >= threshold, each of thr's last axis against v's column
+    (counted in bytes, then written once). keep=True also returns every replica's decision,
+    (..., U, r, batch)."""
+    r = thr.shape[-1]
+    fired = np.empty((*v.shape[:-1], r, v.shape[-1]), dtype=bool) if keep else None
+    mask = np.empty(v.shape, dtype=bool)
+    acc = np.zeros(v.shape, dtype=np.uint8 if r < 256 else np.float32)
+    for i in range(r):
+        np.greater_equal(v, thr[..., i:i + 1], out=mask)
+        np.add(acc, mask, out=acc)
+        if keep:
+            fired[..., i, :] = mask
+    np.copyto(out, acc)
+    return fired
+
+
+class Simulator:
+    """threads: worker threads over blocks of `block` images (default: up to 2, the cores this
+    project targets). Results never depend on either."""
+
+    def __init__(self, img: ChipImage, threads: int | None = None, block: int = 128):
         self.img = img
         spec = img.spec
+        self.threads = max(1, int(threads if threads is not None else min(2, os.cpu_count() or 1)))
+        self.block = max(1, int(block))
         self.by_tick: list[list[int]] = [[] for _ in range(img.ticks + 1)]
         for i, c in enumerate(img.cores):
             self.by_tick[c.tick].append(i)
         if any(not self.by_tick[t] for t in range(1, img.ticks + 1)):
             raise SnnmapError("image has a tick with no core configured to run", where="image")
         self.cores = [_core_plan(c, spec) for c in img.cores]
+        self.fixed = np.array([spec.cycles_per_neuron * p.neurons + spec.cycles_per_hop * p.max_hops
+                               for p in self.cores], dtype=np.float64)
+        self.encoder = _Encoder(img)
         hptr = img.host_ptr.astype(np.int64)
-        self.host_fanout = np.diff(hptr).astype(np.float32)
         # host packets enter beside core (0, 0): route lengths from there
-        self.host_hops = _route_lengths(spec, (0, 0, 0, 0), img.host_dest, hptr)[0]
+        host = np.zeros((2, self.encoder.out_rows + 1))  # packets and hops per spike of each host neuron
+        host[0, self.encoder.canon] = np.diff(hptr)
+        host[1, self.encoder.canon] = _route_lengths(spec, (0, 0, 0, 0), img.host_dest, hptr)[0]
+        self.host = host if (host.sum(axis=1) * img.replicas).max() >= EXACT else host.astype(np.float32)
 
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
             return int(address.encode(spec, cx, cy, x, y, 0)) >> address.core_shift(spec)
 
-        # inbound plans for every tick's cores, from the previous tick's source groups
-        self.inbound: list[list[_Inbound]] = [[]]
+        canon = self.encoder.canon
+        most = np.full(self.encoder.out_rows + 1, float(img.replicas))
+        most[-1] = 0
+        self.ticks: list[_Tick | None] = [None]
         for t in range(1, img.ticks + 1):
             dsts = self.by_tick[t]
             key_to_dst = {core_key(img.cores[i]): j for j, i in enumerate(dsts)}
             ptr, words = self._sources(t - 1)
-            self.inbound.append(_plan(spec, ptr, words, key_to_dst, len(dsts),
-                                      [img.cores[i].axons for i in dsts], host=False))
-            # float32 is exact for integers below 2^24: bound |V| by the most events each axon can
-            # receive (a source's group size, or N from the host) and widen a core that could exceed it
-            most = (np.full(len(ptr) - 1, float(img.replicas)) if t == 1 else
-                    np.concatenate([np.diff(np.r_[self.cores[i].group_starts, len(self.cores[i].order)])
-                                    for i in self.by_tick[t - 1]]).astype(np.float64))
-            for j, i in enumerate(dsts):
-                plan, inbound = self.cores[i], self.inbound[t][j]
-                bound = float(np.sum(most[inbound.src])) if len(inbound.src) else 0.0
-                if bound >= 2 ** 24 or float(np.abs(plan.thr).max(initial=0)) >= 2 ** 24:
-                    self.cores[i] = replace(plan, weights=plan.weights.astype(np.float64),
-                                            thr=img.cores[i].thresholds.astype(np.float64)[:, None], wide=True)
+            inbound = _plan(spec, ptr, words, key_to_dst, len(dsts), [img.cores[i].axons for i in dsts], host=False)
+            tick = self._tick(t, inbound, canon, most)
+            self.ticks.append(tick)
+            canon, most = tick.canon, tick.most
         ptr, words = self._sources(img.ticks)
-        self.readout = _plan(spec, ptr, words, {}, 1, [img.classifier_w.shape[0]], host=True)[0]
+        self.features = img.classifier_w.shape[0]
+        readout = _plan(spec, ptr, words, {}, 1, [self.features], host=True)[0]
+        self.readout, self.readout_axons = _slots(readout, canon, len(most) - 1), readout.axons
+
+    def _tick(self, t: int, inbound: list[_Inbound], canon: np.ndarray, most: np.ndarray) -> _Tick:
+        """Stacks and loose cores of tick t, and where each core's groups land in the buffer."""
+        img = self.img
+        zero = len(most) - 1
+        entries, loose = [], []
+        for j, ci in enumerate(self.by_tick[t]):
+            plan, inb = self.cores[ci], inbound[j]
+            # float32 is exact for integers below 2^24: bound |V| by the most events each axon can
+            # receive and widen a core that could exceed it
+            bound = float(np.sum(most[canon[inb.src]]))
+            if bound >= EXACT or float(np.abs(plan.thr).max(initial=0)) >= EXACT:
+                self.cores[ci] = plan = replace(plan, weights=plan.weights.astype(np.float64),
+                                                thr=img.cores[ci].thresholds.astype(np.float64)[:, None], wide=True)
+            slots = _slots(inb, canon, zero)
+            if not plan.shared or plan.wide or not plan.neurons or slots.shape[0] > 1:
+                core_slots = np.full((slots.shape[0], img.cores[ci].axons), zero, dtype=np.int64)
+                core_slots[:, inb.axons] = slots
+                sizes = np.diff(np.r_[plan.group_starts, len(plan.order)]).astype(np.float64)
+                loose.append(_Loose(ci, core_slots, np.zeros(0, np.int64), sizes))
+                continue
+            # one input column per distinct source, in the order of their first axons (the same in
+            # every tile of one shape): its axons' weights add up (integers: exact)
+            uniq, first, inv = np.unique(slots[0], return_index=True, return_inverse=True)
+            rank = np.empty(len(uniq), dtype=np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+            uniq, inv = uniq[np.argsort(first, kind="stable")], rank[inv.ravel()]
+            mult = np.bincount(inv, minlength=len(uniq))
+            # add the j-th axon of every source that has one
+            order = np.argsort(inv, kind="stable")
+            nth = np.arange(len(inv)) - np.repeat(np.cumsum(mult) - mult, mult)
+            pick = np.full((int(mult.max(initial=0)), len(uniq)), -1, dtype=np.int64)
+            pick[nth, inv[order]] = inb.axons[order]
+            W = plan.weights[:, pick[0]] if len(pick) else np.zeros((plan.weights.shape[0], 0), np.float32)
+            for j in range(1, len(pick)):
+                has = np.flatnonzero(pick[j] >= 0)
+                W[:, has] += plan.weights[:, pick[j, has]]
+            mult = mult.astype(np.float64)
+            syn = np.bincount(inv, weights=plan.row_syn[inb.axons].astype(np.float64), minlength=len(uniq))
+            thr = plan.thr.reshape(-1, plan.uniform)
+            out = np.stack([plan.fanout, plan.hops, np.ones(len(plan.fanout), np.float32)])
+            col_block, src_block, blocks = _blocks(W)
+            for b in range(blocks):
+                cols, srcs = np.flatnonzero(col_block == b), np.flatnonzero(src_block == b)
+                entries.append({"core": ci, "cols": cols, "r": plan.uniform,
+                                "W": W if blocks == 1 else W[np.ix_(cols, srcs)],
+                                "slots": uniq[srcs][None, :], "most": most[uniq[srcs]], "mult": mult[srcs],
+                                "syn": syn[srcs], "thr": thr[cols], "out": out[:, cols]})
+        stacks, base = _stacks(entries, 0, self.block)
+        for lc in loose:
+            lc.rows = base + np.arange(len(lc.most))
+            base += len(lc.most)
+        rows_of = {lc.core: lc.rows for lc in loose}
+        for e in entries:
+            rows_of.setdefault(e["core"], np.zeros(len(self.cores[e["core"]].fanout), np.int64))[e["cols"]] = e["rows"]
+        new_canon = np.concatenate([rows_of[ci] for ci in self.by_tick[t]]).astype(np.int64)
+        new_most = np.zeros(base + 1)
+        for e in entries:
+            new_most[e["rows"]] = e["r"]
+        for lc in loose:
+            new_most[lc.rows] = lc.most
+        return _Tick(stacks, loose, base, new_canon, new_most)
 
     def _sources(self, tick: int) -> tuple[np.ndarray, np.ndarray]:
         if tick == 0:
@@ -219,53 +586,94 @@ class Simulator:
         return np.concatenate(ptrs), np.concatenate(words)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Host encoder: full-precision conv, V = 2^k * conv, replica i fires iff sign*V >= sign*theta_i.
+        """Host encoder spike counts (n_encoder_neurons, batch) in (h, w, c) order."""
+        return self.encoder.counts(np.asarray(x, dtype=np.float64))[self.encoder.canon]
 
-        Returns spike counts (n_encoder_neurons, batch) in (h, w, c) order; where the chip's axons OR
-        spikes together, spikes (n_encoder_neurons * N, batch), each replica its own row.
-        """
-        img, enc = self.img, self.img.encoder
-        w = enc["weights"]
-        kh, kw, cin, cout = w.shape
-        s, p = enc["stride"], enc["padding"]
-        xp = np.pad(x * img.input_scale, ((0, 0), (p, p), (p, p), (0, 0)))
-        n, H, W, _ = xp.shape
-        oh, ow = (H - kh) // s + 1, (W - kw) // s + 1
-        win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::s, ::s]
-        cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)
-        wk = w.reshape(-1, cout)
-        scale = float(1 << img.k)
-        sign = enc["sign"].astype(np.float64)
-        st = (sign[:, None] * enc["theta"]).T  # (N, C): sign * theta
-        # The definition sums taps one by one in (ky, kx, ci) order from 0 (docs/image-format.md).
-        # BLAS sums in another order; both lie within gamma_K * sum|x w| of the true sum, so a
-        # comparison with more margin than twice that is decided the same way. Only entries closer
-        # to a threshold are recomputed in the defined order.
-        K = wk.shape[0]
-        gamma = K * 2.0 ** -53 / (1 - K * 2.0 ** -53)
-        sv = (cols @ wk) * (scale * sign)  # sign * V
-        # sum |x w| <= max|x| * sum|w|: a looser bound, but an outer product instead of a matmul
-        tol = np.abs(cols).max(axis=1, initial=0.0)[:, None] * (np.abs(wk).sum(axis=0) * (2.1 * gamma * scale)) + 1e-300
-        close = np.zeros(sv.shape, dtype=bool)
-        gap = np.empty_like(sv)
-        for i in range(img.replicas):
-            np.subtract(sv, st[i], out=gap)
-            np.abs(gap, out=gap)
-            close |= gap <= tol
-        rows, chans = np.nonzero(close)
-        if len(rows):
-            acc = np.zeros(len(rows))
-            for tap in range(K):
-                acc += cols[rows, tap] * wk[tap, chans]
-            sv[rows, chans] = acc * (scale * sign[chans])
-        if not img.spec.axon_accumulates:  # each replica's spike travels on its own: (neuron, replica) rows
-            fired = np.stack([sv >= st[i] for i in range(img.replicas)], axis=-1).astype(np.float32)
-            return fired.reshape(n, oh * ow * cout * img.replicas).T.copy()
-        counts = np.zeros(sv.shape, dtype=np.float32)
-        for i in range(img.replicas):
-            counts += sv >= st[i]
-        counts = counts.reshape(n, oh * ow * cout)
-        return counts.T.copy()
+    def _stack(self, st: _Stack, prev: np.ndarray, out: np.ndarray, acc: dict, record: bool) -> None:
+        n, U = st.groups.shape
+        S, nb = st.weights.shape[1], prev.shape[1]
+        counts = out[st.base:st.base + U * n].reshape(U, n, nb)
+        act = np.empty((n, 2, nb))  # events and synaptic operations of each block
+        for c0 in range(0, n, st.chunk):
+            c1 = min(n, c0 + st.chunk)
+            ev = _axon_events(prev, st.slots[:, :, c0:c1]).reshape(S, (c1 - c0) * nb)  # (S, blocks * batch)
+            vo = st.weights @ ev  # potentials per distinct column, then activity
+            fired = _count(vo[:U].reshape(U, c1 - c0, nb), st.thr, counts[:, c0:c1], record)
+            rest = st.weights[U:].astype(np.float64) @ ev.astype(np.float64) if st.stats64 else vo[U:]
+            act[c0:c1] = rest.reshape(2, c1 - c0, nb).transpose(1, 0, 2)
+            if record:
+                for q in range(c0, c1):
+                    ci = int(st.cores[q])
+                    if ci not in acc["rec"]:
+                        acc["rec"][ci] = np.zeros((len(self.cores[ci].fanout), st.thr.shape[2], nb), np.uint8)
+                    acc["rec"][ci][st.groups[q]] = fired[:, q - c0]
+        by_block = counts.transpose(1, 0, 2)  # (n, U, batch)
+        sent = (np.matmul(st.out_stats.astype(np.float64), by_block.astype(np.float64)) if st.out64
+                else np.matmul(st.out_stats, by_block).astype(np.float64))  # packets, hops, spikes per block
+        acc["sops"] += act[:, 1].sum(axis=0)
+        acc["hops"] += sent[:, 1].sum(axis=0)
+        runs = _runs(st.cores)  # blocks of one core are adjacent
+        for key, val in (("events", act[:, 0]), ("packets", sent[:, 0]), ("core", sent[:, 2])):
+            acc[key][st.cores[runs]] += np.add.reduceat(val, runs, axis=0)
+
+    def _loose(self, lc: _Loose, prev: np.ndarray, out: np.ndarray, acc: dict, record: bool) -> None:
+        plan = self.cores[lc.core]
+        nb = prev.shape[1]
+        ev = _axon_events(prev, lc.slots, self.img.spec.axon_accumulates)  # (A, batch)
+        ev64 = ev.astype(np.float64)
+        v = plan.weights @ (ev64 if plan.wide else ev)  # (U, batch): per distinct column
+        fired = v[plan.column] >= plan.thr  # (Nn, batch)
+        if record:
+            acc["rec"][lc.core] = fired.astype(np.uint8)
+        counts = np.add.reduceat(fired[plan.order].astype(np.float32), plan.group_starts, axis=0) \
+            if len(plan.order) else np.zeros((0, nb), np.float32)
+        out[lc.rows] = counts
+        c64 = counts.astype(np.float64)
+        acc["sops"] += plan.row_syn.astype(np.float64) @ ev64
+        acc["hops"] += plan.hops.astype(np.float64) @ c64
+        acc["events"][lc.core] = ev64.sum(axis=0)
+        acc["packets"][lc.core] = plan.fanout.astype(np.float64) @ c64
+        acc["core"][lc.core] = c64.sum(axis=0)
+
+    def _block(self, x: np.ndarray, first: int, drop: dict, seed: int, record: bool) -> dict:
+        """One block of images through the encoder, every tick and the readout's feature sums."""
+        img, spec = self.img, self.img.spec
+        nb = len(x)
+        cores = len(img.cores)
+        acc = {"cycles": np.zeros((img.ticks + 1, nb)), "sops": np.zeros(nb), "hops": np.zeros(nb),
+               "layer": np.zeros((img.ticks, nb)), "core": np.zeros((cores, nb)), "events": np.zeros((cores, nb)),
+               "packets": np.zeros((cores, nb)), "rec": {}}
+        prev = self.encoder.counts(x)
+        if 0 in drop:
+            self._drop(prev, self.encoder.canon, drop[0], seed, 0, first)
+        # the host link serializes every packet of the encoder's output
+        host = (self.host @ prev).astype(np.float64)
+        acc["cycles"][0] = spec.cycles_per_packet * host[0]
+        acc["hops"] += host[1]
+        for t in range(1, img.ticks + 1):
+            tick = self.ticks[t]
+            out = np.empty((tick.rows + 1, nb), dtype=np.float32)
+            out[-1] = 0
+            for st in tick.stacks:
+                self._stack(st, prev, out, acc, record)
+            for lc in tick.loose:
+                self._loose(lc, prev, out, acc, record)
+            # a core reads a crossbar row per input event, fires its neurons, sends its packets;
+            # the tick lasts as long as its slowest core
+            on = self.by_tick[t]
+            cycles = (spec.cycles_per_event * acc["events"][on] + self.fixed[on, None]
+                      + spec.cycles_per_packet * acc["packets"][on])
+            acc["cycles"][t] = cycles.max(axis=0, initial=0.0)
+            acc["layer"][t - 1] = acc["core"][on].sum(axis=0)
+            if t in drop:
+                self._drop(out, tick.canon, drop[t], seed, t, first)
+            prev = out
+        acc["feats"] = _axon_events(prev, self.readout)
+        return acc
+
+    @staticmethod
+    def _drop(buf: np.ndarray, canon: np.ndarray, p: float, seed: int, tick: int, first: int) -> None:
+        buf[canon] = _thin(buf[canon], p, seed, tick, first)
 
     def run(self, x: np.ndarray, batch: int = 1000, record: bool = False, drop: dict[int, float] | None = None,
             seed: int = 0, trace: bool = False, progress=None) -> dict:
@@ -287,72 +695,46 @@ class Simulator:
             raise SnnmapError(f"inputs have shape {x.shape[1:]}, the image expects {tuple(img.input_shape)}")
         n = len(x)
         logits = np.zeros((n, img.classifier_w.shape[1]))
-        spikes = np.zeros(n)
-        sops = np.zeros(n)
+        sops, hops = np.zeros(n), np.zeros(n)
         layer_spikes = np.zeros((img.ticks, n))
-        recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
-        traced = np.zeros((n, len(img.cores)), dtype=np.int64) if trace else None
+        core_spikes = np.zeros((len(img.cores), n))
         tick_cycles = np.zeros((img.ticks + 1, n))  # per tick: slowest core + its routing
-        hops = np.zeros(n)
-        core_total = np.zeros(len(img.cores))
-        spec = img.spec
-        for s0 in range(0, n, batch):
-            xb = x[s0:s0 + batch].astype(np.float64)
-            nb = len(xb)
-            prev = self.encode(xb)
-            if 0 in drop:
-                prev = _thin(prev, drop[0], seed, 0, s0)
-            # the host link serializes every packet of the encoder's output
-            tick_cycles[0, s0:s0 + nb] = spec.cycles_per_packet * (self.host_fanout @ prev)
-            hops[s0:s0 + nb] += self.host_hops @ prev
-            for t in range(1, img.ticks + 1):
-                outs = []
-                slowest = np.zeros(nb)
-                for j, ci in enumerate(self.by_tick[t]):
-                    plan = self.cores[ci]
-                    ev = _gather(self.inbound[t][j], prev, spec.axon_accumulates)
-                    v = plan.weights @ (ev.astype(np.float64) if plan.wide else ev)  # (U, batch): per distinct column
-                    if plan.shared and not record:  # group g = column g = neurons g*k .. g*k+k-1
-                        fired = v[:, None, :] >= plan.thr.reshape(-1, plan.uniform, 1)
-                        counts = fired.sum(axis=1, dtype=np.float32)
-                    else:
-                        fired = v[plan.column] >= plan.thr  # (Nn, batch)
-                        if record:
-                            recorded[ci].append(fired.astype(np.uint8))
-                        if plan.uniform:
-                            counts = fired.reshape(-1, plan.uniform, nb).sum(axis=1, dtype=np.float32)
-                        else:
-                            counts = np.add.reduceat(fired[plan.order].astype(np.float32), plan.group_starts, axis=0) \
-                                if len(plan.order) else np.zeros((0, nb), np.float32)
-                    outs.append(counts)
-                    sops[s0:s0 + nb] += plan.row_syn @ ev
-                    core_total[ci] += counts.sum()
-                    if trace:
-                        traced[s0:s0 + nb, ci] = counts.sum(axis=0)
-                    packets = plan.fanout @ counts
-                    hops[s0:s0 + nb] += plan.hops @ counts
-                    core = (spec.cycles_per_event * ev.sum(axis=0) + spec.cycles_per_neuron * plan.neurons
-                            + spec.cycles_per_packet * packets + spec.cycles_per_hop * plan.max_hops)
-                    np.maximum(slowest, core, out=slowest)
-                tick_cycles[t, s0:s0 + nb] = slowest
-                prev = np.concatenate(outs, axis=0) if outs else np.zeros((0, nb), np.float32)
-                layer_spikes[t - 1, s0:s0 + nb] = prev.sum(axis=0)
-                if t in drop:
-                    prev = _thin(prev, drop[t], seed, t, s0)
-            feats = _gather(self.readout, prev).astype(np.float64) / float(1 << img.k)
-            res = np.broadcast_to(img.classifier_b, (nb, len(img.classifier_b))).copy()
-            for f in range(feats.shape[0]):  # fixed order: independent of the batch size
-                res += feats[f][:, None] * img.classifier_w[f]
-            logits[s0:s0 + nb] = res
-            spikes[s0:s0 + nb] = layer_spikes[:, s0:s0 + nb].sum(axis=0)
-            if progress is not None:
-                progress(nb)
+        recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
+        pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        try:
+            with single_threaded_blas():
+                for s0 in range(0, n, batch):
+                    nb = min(batch, n - s0)
+                    starts = range(s0, s0 + nb, self.block)
+
+                    def job(b0: int) -> dict:
+                        b1 = min(b0 + self.block, s0 + nb)
+                        return self._block(x[b0:b1].astype(np.float64), b0, drop, seed, record)
+
+                    feats = np.zeros((self.features, nb))
+                    for b0, acc in zip(starts, pool.map(job, starts) if pool else map(job, starts)):
+                        b1 = b0 + acc["sops"].shape[0]
+                        tick_cycles[:, b0:b1], sops[b0:b1], hops[b0:b1] = acc["cycles"], acc["sops"], acc["hops"]
+                        layer_spikes[:, b0:b1], core_spikes[:, b0:b1] = acc["layer"], acc["core"]
+                        feats[self.readout_axons, b0 - s0:b1 - s0] = acc["feats"]
+                        for ci, r in acc["rec"].items():
+                            recorded[ci].append(r.reshape(-1, r.shape[-1]))
+                    feats /= float(1 << img.k)
+                    res = np.broadcast_to(img.classifier_b, (nb, len(img.classifier_b))).copy()
+                    for f in range(self.features):  # fixed order: independent of the batch size
+                        res += feats[f][:, None] * img.classifier_w[f]
+                    logits[s0:s0 + nb] = res
+                    if progress is not None:
+                        progress(nb)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
-               "logits": logits, "spikes": spikes, "sops": sops, "layer_spikes": layer_spikes,
-               "core_spikes_per_image": core_total / max(n, 1),
-               **cost_model(spec, len({c.coord[:2] for c in img.cores}), tick_cycles, sops, hops)}
+               "logits": logits, "spikes": layer_spikes.sum(axis=0), "sops": sops, "layer_spikes": layer_spikes,
+               "core_spikes_per_image": core_spikes.sum(axis=1) / max(n, 1),
+               **cost_model(img.spec, len({c.coord[:2] for c in img.cores}), tick_cycles, sops, hops)}
         if trace:
-            out["trace"] = traced
+            out["trace"] = core_spikes.T.astype(np.int64)
         if record:
             out["core_spikes"] = [np.concatenate(r, axis=1) if r else np.zeros((c.neurons, 0), np.uint8)
                                   for r, c in zip(recorded, img.cores)]
