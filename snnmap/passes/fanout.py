@@ -135,26 +135,33 @@ def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tupl
                 if b != low:
                     best = np.minimum(best, cubes[free ^ b, value][0] + cubes[free ^ b, value | b][0])
             cubes[free, value] = (np.where(full & anyn, 1, best).astype(np.int32), full, anyn)
-    out_x, out_v, out_f = [], [], []
+    # recover the cover top-down, all inputs at once: a cube is active for the inputs whose
+    # optimal cover reaches it; parents (more free bits) come before their children
     top = (1 << bits) - 1
-    for j in range(n):
-        stack = [(top, 0)]
-        while stack:
-            free, value = stack.pop()
-            cost, full, anyn = (a[j] for a in cubes[free, value])
-            if not anyn:
+    active = {(top, 0): np.ones(n, dtype=bool)}
+    out_x, out_v, out_f = [], [], []
+    for free in sorted(range(1 << bits), key=lambda f: -bin(f).count("1")):
+        for value in range(1 << bits):
+            act = active.pop((free, value), None)
+            if act is None or value & free:
                 continue
-            if full:
-                out_x.append(xs[j]), out_v.append(value), out_f.append(free)
-                continue
+            cost, full, anyn = cubes[free, value]
+            emit = act & full & anyn
+            if emit.any():
+                idx = np.flatnonzero(emit)
+                out_x.append(xs[idx]), out_v.append(np.full(len(idx), value)), out_f.append(np.full(len(idx), free))
+            split = act & anyn & ~full
             f = free
-            while f:
+            while f and split.any():
                 b = f & -f
                 f ^= b
-                if cubes[free ^ b, value][0][j] + cubes[free ^ b, value | b][0][j] == cost:
-                    stack += [(free ^ b, value), (free ^ b, value | b)]
-                    break
-    return (np.array(out_x, np.int64), np.array(out_v, np.int64), np.array(out_f, np.int64))
+                here = split & (cubes[free ^ b, value][0] + cubes[free ^ b, value | b][0] == cost)
+                if here.any():
+                    for child in ((free ^ b, value), (free ^ b, value | b)):
+                        active[child] = active[child] | here if child in active else here
+                    split &= ~here
+    cat = (lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64))
+    return cat(out_x), cat(out_v), cat(out_f)
 
 
 def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:
