@@ -20,7 +20,7 @@ def round_half_up(v: torch.Tensor) -> torch.Tensor:
 
 
 class ActQuant(nn.Module):
-    """q = round_half_up(clip(y, 0, B) * 2^k) / 2^k; the gradient passes where 0 < y < B."""
+    """q = round_half_up(clip(y, 0, B) * 2^k) / 2^k; the gradient passes on [0, B] (torch.clamp's)."""
 
     def __init__(self, k: int, B: int):
         super().__init__()
