@@ -231,10 +231,21 @@ class _Reader:
                 if n and n not in known:
                     raise SnnmapError(f"input {n!r} is not produced before this node (graph not in "
                                       f"topological order, or dangling)", where=_node_where(node))
-            if not self.fold(node):
+            self.current = node
+            if not self._guard(self.fold, node):
                 data_nodes.append(node)
             known.update(o for o in node.output if o)
-        return self._walk(data_nodes, x_in.name, shape, g.output[0].name, name, input_scale)
+        self.current = None
+        return self._guard(self._walk, data_nodes, x_in.name, shape, g.output[0].name, name, input_scale)
+
+    def _guard(self, fn, *args):
+        """Numbers of the wrong shape or type deep in a damaged graph: one line naming the node being read."""
+        try:
+            return fn(*args)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError, AttributeError) as e:
+            where = _node_where(self.current) if self.current is not None else self.where
+            raise SnnmapError(f"cannot interpret this node ({type(e).__name__}: {str(e)[:120]})",
+                              where=where) from None
 
     def _input_shape(self, vi) -> tuple[int, int, int]:
         where = f"{self.where}, graph input {vi.name!r}"
@@ -277,6 +288,7 @@ class _Reader:
                 raise SnnmapError("the graph has a cycle", where=_node_where(node))
             visited.add(id(node))
             op, w = node.op_type, _node_where(node)
+            self.current = node
             st = stages[-1] if stages else None
             if len(node.output) < 1 or not node.output[0]:
                 raise SnnmapError("has no output", where=w)
@@ -375,6 +387,7 @@ class _Reader:
             if len([o for o in node.output if o]) != 1 and op != "Dropout":
                 raise SnnmapError(f"has {len(node.output)} outputs; the chain needs one", where=w)
             cur = node.output[0]
+        self.current = None
         if cur != out_name:
             raise SnnmapError(f"the chain from the input ends at {cur!r}, not at the graph output {out_name!r}",
                               where=self.where)
@@ -510,7 +523,7 @@ class _Reader:
             ok = tgt.ndim == 1 and tgt.size == 2 and (tgt[1] in (n, -1)) and tgt[0] in (-1, 0, 1) or \
                 (tgt.ndim == 1 and tgt.size == 2 and tgt[0] in (0, 1, -1) and tgt[1] == n)
             if not ok:
-                raise SnnmapError(f"reshape to {tgt.tolist()[:6]} is not a flattening to (batch, {n})", where=w)
+                raise SnnmapError(f"reshape to {np.ravel(tgt).tolist()[:6]} is not a flattening to (batch, {n})", where=w)
         if len(chw) == 3 and (chw[1] > 1 or chw[2] > 1):
             return chw, (n,)
         return flat_from, (n,)
