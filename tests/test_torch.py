@@ -133,3 +133,31 @@ def test_round_trip_through_the_commands(tmp_path, trained):
     assert p.returncode == 0, p.stderr
     with np.load(tmp_path / "o.npz") as f:
         assert np.array_equal(f["pred"], predict(net, x))
+
+
+def test_training_scripts_smoke(tmp_path):
+    """Both example scripts run end to end for a few steps (CIFAR from its binary format)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    with np.load(EXAMPLE_IMAGES) as d:
+        np.savez(tmp_path / "mnist.npz", x_train=d["x"][:100], y_train=d["y"][:100], x_test=d["x"][100:160],
+                 y_test=d["y"][100:160])
+    p = subprocess.run([sys.executable, str(ROOT / "examples/lenet_mnist/train.py"), "--mnist", tmp_path / "mnist.npz",
+                        "--k", "0", "--B", "1", "--epochs", "1", "--threads", "1", "--out", tmp_path / "l.snnm"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "float32 60/60, float64 60/60" in p.stdout
+    assert load_model(tmp_path / "l.snnm").replicas == 1
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    for name, n in (("data_batch_1.bin", 16), ("test_batch.bin", 6)):
+        rec = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1).astype(np.uint8)
+        rec.tofile(cifar / name)
+    p = subprocess.run([sys.executable, str(ROOT / "examples/vgg_cifar/train.py"), "--cifar", cifar, "--epochs", "1",
+                        "--batch-size", "8", "--max-steps", "2", "--threads", "1", "--out", tmp_path / "v.snnm"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "float32 6/6, float64 6/6" in p.stdout
+    assert load_model(tmp_path / "v.snnm").shapes()[-1] == (1, 1, 512)

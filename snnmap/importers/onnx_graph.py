@@ -644,4 +644,8 @@ def import_onnx(path: str | Path, name: str | None = None, input_scale: float = 
         data = p.read_bytes()
     except OSError as e:
         raise SnnmapError(f"cannot read: {e.strerror or e}", where=str(p)) from None
-    return read_onnx_bytes(data, where=str(p), name=name, input_scale=input_scale)
+    model = read_onnx_bytes(data, where=str(p), name=name, input_scale=input_scale)
+    if name is None and model.name in ("main_graph", "torch_jit", "onnx-model"):  # exporters' defaults
+        model = QuantModel(model.input_shape, model.k, model.B, model.input_scale, model.encoder, model.layers,
+                           model.classifier, name=p.stem, meta=model.meta)
+    return model
