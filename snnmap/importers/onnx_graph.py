@@ -73,6 +73,9 @@ class _Reader:
         self.consts: dict[str, np.ndarray] = {}
         self.notes: list[str] = []
 
+    def _nw(self, node) -> str:
+        return f"{self.where}, {_node_where(node)}"
+
     # -- constants -----------------------------------------------------------------------------
     def tensor(self, t, what: str) -> np.ndarray:
         if t.data_location == self.onnx.TensorProto.EXTERNAL or len(t.external_data):
@@ -100,7 +103,7 @@ class _Reader:
                 v = self.helper.get_attribute_value(a)
             except Exception as e:  # noqa: BLE001
                 raise SnnmapError(f"attribute {a.name!r} cannot be read ({type(e).__name__})",
-                                  where=_node_where(node)) from None
+                                  where=self._nw(node)) from None
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             out[a.name] = v
@@ -109,12 +112,12 @@ class _Reader:
     def const(self, node, i: int, what: str, default=None) -> np.ndarray | None:
         if i >= len(node.input) or node.input[i] == "":
             if default is None:
-                raise SnnmapError(f"{what} (input {i}) is missing", where=_node_where(node))
+                raise SnnmapError(f"{what} (input {i}) is missing", where=self._nw(node))
             return np.asarray(default, dtype=np.float64)
         name = node.input[i]
         if name not in self.consts:
             raise SnnmapError(f"{what} {name!r} must be a constant (an initializer), not computed from the "
-                              f"input", where=_node_where(node))
+                              f"input", where=self._nw(node))
         return self.consts[name]
 
     def fold(self, node) -> bool:
@@ -130,7 +133,7 @@ class _Reader:
             elif "value_floats" in a or "value_ints" in a:
                 val = np.asarray(a.get("value_floats", a.get("value_ints")), dtype=np.float64)
             else:
-                raise SnnmapError(f"holds no numeric value (attributes {sorted(a)})", where=_node_where(node))
+                raise SnnmapError(f"holds no numeric value (attributes {sorted(a)})", where=self._nw(node))
         elif not ins or not all(n in self.consts for n in ins):
             return False
         elif op in ("Identity", "Cast"):
@@ -145,23 +148,23 @@ class _Reader:
             try:
                 val = (self.consts[ins[0]] - zp) * s
             except ValueError as e:
-                raise SnnmapError(f"scale / zero point do not broadcast ({e})", where=_node_where(node)) from None
+                raise SnnmapError(f"scale / zero point do not broadcast ({e})", where=self._nw(node)) from None
         elif op == "Transpose":
             x = self.consts[ins[0]]
             perm = self.attrs(node).get("perm", list(range(x.ndim))[::-1])
             if sorted(perm) != list(range(x.ndim)):
-                raise SnnmapError(f"perm {perm} does not fit a {x.ndim}-d constant", where=_node_where(node))
+                raise SnnmapError(f"perm {perm} does not fit a {x.ndim}-d constant", where=self._nw(node))
             val = np.transpose(x, perm)
         else:
             return False
         if len(node.output) != 1:
-            raise SnnmapError(f"expected one output, found {len(node.output)}", where=_node_where(node))
+            raise SnnmapError(f"expected one output, found {len(node.output)}", where=self._nw(node))
         self.consts[node.output[0]] = np.asarray(val, dtype=np.float64)
         return True
 
     def qonnx_quant(self, node, x):
         """QONNX Quant: out = (round(clip(x/scale + zp, min, max)) - zp) * scale."""
-        w = _node_where(node)
+        w = self._nw(node)
         a = self.attrs(node)
         s = self.const(node, 1, "scale")
         zp = self.const(node, 2, "zero point")
@@ -191,7 +194,7 @@ class _Reader:
         return out, s, zp, lo, hi, mode
 
     def quantize_linear(self, node, x):
-        w = _node_where(node)
+        w = self._nw(node)
         s = self.const(node, 1, "scale")
         if len(node.input) > 2 and node.input[2]:
             zp = self.const(node, 2, "zero point")
@@ -230,7 +233,7 @@ class _Reader:
             for n in node.input:
                 if n and n not in known:
                     raise SnnmapError(f"input {n!r} is not produced before this node (graph not in "
-                                      f"topological order, or dangling)", where=_node_where(node))
+                                      f"topological order, or dangling)", where=self._nw(node))
             self.current = node
             if not self._guard(self.fold, node):
                 data_nodes.append(node)
@@ -243,7 +246,7 @@ class _Reader:
         try:
             return fn(*args)
         except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError, AttributeError) as e:
-            where = _node_where(self.current) if self.current is not None else self.where
+            where = self._nw(self.current) if self.current is not None else self.where
             raise SnnmapError(f"cannot interpret this node ({type(e).__name__}: {str(e)[:120]})",
                               where=where) from None
 
@@ -267,7 +270,7 @@ class _Reader:
             if len(data_in) != 1:
                 raise SnnmapError(f"takes {len(data_in)} computed inputs {data_in[:3]}; scatter-and-gather "
                                   f"layers form a chain, each op with one data input and constant parameters",
-                                  where=_node_where(node))
+                                  where=self._nw(node))
         chw: tuple[int, ...] = (hwc[2], hwc[0], hwc[1])
         stages: list[_Stage] = []
         cur = x_name
@@ -285,9 +288,9 @@ class _Reader:
                 break
             node = nxt[0]
             if id(node) in visited:
-                raise SnnmapError("the graph has a cycle", where=_node_where(node))
+                raise SnnmapError("the graph has a cycle", where=self._nw(node))
             visited.add(id(node))
-            op, w = node.op_type, _node_where(node)
+            op, w = node.op_type, self._nw(node)
             self.current = node
             st = stages[-1] if stages else None
             if len(node.output) < 1 or not node.output[0]:
@@ -393,11 +396,11 @@ class _Reader:
                               where=self.where)
         if pending_ql is not None:
             raise SnnmapError("a QuantizeLinear without its DequantizeLinear ends the graph",
-                              where=_node_where(pending_ql))
+                              where=self._nw(pending_ql))
         stray = [n for n in nodes if id(n) not in visited]
         if stray:
             raise SnnmapError(f"{len(stray)} node(s) are not on the chain from the input to the output",
-                              where=_node_where(stray[0]))
+                              where=self._nw(stray[0]))
         return self._model(stages, hwc, input_scale, name)
 
     # -- pieces --------------------------------------------------------------------------------
@@ -405,16 +408,16 @@ class _Reader:
         if stages and stages[-1].step is None:
             prev = stages[-1].node
             raise SnnmapError(f"follows {_node_where(prev)} with no activation quantizer (Quant or "
-                              f"QuantizeLinear/DequantizeLinear) between them", where=_node_where(node))
+                              f"QuantizeLinear/DequantizeLinear) between them", where=self._nw(node))
 
     def _act(self, st: _Stage | None, node) -> _Stage:
         if st is None:
-            raise SnnmapError("an activation before the first Conv/Gemm/MatMul", where=_node_where(node))
+            raise SnnmapError("an activation before the first Conv/Gemm/MatMul", where=self._nw(node))
         st.act_started = True
         return st
 
     def _set_step(self, st: _Stage, node, scale, zp, mode):
-        w = _node_where(node)
+        w = self._nw(node)
         if st.step is not None:
             raise SnnmapError(f"a second rounding after {_node_where(st.quant_node)}; one quantizer per layer",
                               where=w)
@@ -433,7 +436,7 @@ class _Reader:
         st.step, st.quant_node, st.rounding = s, node, mode
 
     def _conv(self, node, chw) -> _Stage:
-        w = _node_where(node)
+        w = self._nw(node)
         a = self.attrs(node)
         wt = self.const(node, 1, "weight")
         if len(chw) != 3:
@@ -472,15 +475,15 @@ class _Reader:
         kh, kw = st.weights.shape[:2]
         if st.padding >= min(kh, kw):
             raise SnnmapError(f"padding {st.padding} is not smaller than the {kh}x{kw} kernel",
-                              where=_node_where(node))
+                              where=self._nw(node))
         oh = (chw[1] + 2 * st.padding - kh) // st.stride + 1
         ow = (chw[2] + 2 * st.padding - kw) // st.stride + 1
         if oh < 1 or ow < 1:
-            raise SnnmapError(f"input {chw[1]}x{chw[2]} is too small for this convolution", where=_node_where(node))
+            raise SnnmapError(f"input {chw[1]}x{chw[2]} is too small for this convolution", where=self._nw(node))
         return (st.weights.shape[3], oh, ow)
 
     def _dense(self, node, fin: int, flat_from) -> _Stage:
-        w = _node_where(node)
+        w = self._nw(node)
         b = self.const(node, 1, "weight")
         bias = None
         if node.op_type == "Gemm":
@@ -509,11 +512,11 @@ class _Reader:
         if b.size == 1:
             b = np.full(c, b[0])
         if b.size != c or (len(shp) > 1 and sorted(shp)[-1] != c):
-            raise SnnmapError(f"bias of shape {shp} does not match {c} output channels", where=_node_where(node))
+            raise SnnmapError(f"bias of shape {shp} does not match {c} output channels", where=self._nw(node))
         return b
 
     def _flatten(self, node, chw, flat_from):
-        w = _node_where(node)
+        w = self._nw(node)
         n = int(np.prod(chw))
         if node.op_type == "Flatten":
             if int(self.attrs(node).get("axis", 1)) != 1:
@@ -529,7 +532,7 @@ class _Reader:
         return flat_from, (n,)
 
     def _bn(self, node, st: _Stage) -> BatchNorm:
-        w = _node_where(node)
+        w = self._nw(node)
         a = self.attrs(node)
         if int(a.get("training_mode", 0)) or len([o for o in node.output if o]) > 1:
             raise SnnmapError("batch norm in training mode; export the model in eval mode", where=w)
@@ -548,27 +551,27 @@ class _Reader:
         clf = stages[-1]
         if clf.step is not None or clf.bn is not None or clf.act_started:
             raise SnnmapError("the last Conv/Gemm/MatMul must be the classifier: no batch norm or activation "
-                              "after it", where=_node_where(clf.node))
+                              "after it", where=self._nw(clf.node))
         if clf.kind != "dense":
-            raise SnnmapError("the classifier must be a Gemm or MatMul", where=_node_where(clf.node))
+            raise SnnmapError("the classifier must be a Gemm or MatMul", where=self._nw(clf.node))
         first = stages[0]
         k = round(-math.log2(first.step))
         B = None
         layers = []
         for i, st in enumerate(stages[:-1]):
-            w = _node_where(st.node)
+            w = self._nw(st.node)
             lo, hi = max(st.lows, default=-np.inf), min(st.highs, default=np.inf)
             if lo != 0:
                 raise SnnmapError(f"activation levels of this layer start at {lo}, not at 0 (needs Relu, "
-                                  f"Clip(0, B) or an unsigned quantizer)", where=_node_where(st.quant_node))
+                                  f"Clip(0, B) or an unsigned quantizer)", where=self._nw(st.quant_node))
             if not (np.isfinite(hi) and hi == int(hi) and 1 <= hi <= 256):
                 raise SnnmapError(f"activation levels end at {hi}, not at an integer bound B in 1..256 "
-                                  f"(add Clip(0, B))", where=_node_where(st.quant_node))
+                                  f"(add Clip(0, B))", where=self._nw(st.quant_node))
             kk = round(-math.log2(st.step))
             if (kk, int(hi)) != (k, B if B is not None else int(hi)):
                 raise SnnmapError(f"levels step 1/{2 ** kk} up to {int(hi)} differ from the first layer's "
                                   f"(step 1/{2 ** k} up to {B}); one (k, B) per network",
-                                  where=_node_where(st.quant_node))
+                                  where=self._nw(st.quant_node))
             B = int(hi)
             if st.rounding in _ROUND_TIES and not self.notes:
                 self.notes.append(f"quantizers round exact ties {st.rounding} (first: {_node_where(st.quant_node)}); "
@@ -580,9 +583,9 @@ class _Reader:
             if i > 0:
                 if st.bias is not None and np.any(st.bias != 0):
                     c = int(np.flatnonzero(st.bias)[0])
-                    raise SnnmapError(f"bias {st.bias[c]!r} at channel {c} on an on-chip layer: scatter-and-gather "
+                    raise SnnmapError(f"bias {float(st.bias[c])!r} at channel {c} on an on-chip layer: scatter-and-gather "
                                       f"layers carry no bias (fold it into the batch norm mean)",
-                                      where=_node_where(st.bias_node))
+                                      where=self._nw(st.bias_node))
                 weights, scale = _ternary(weights, w)
                 bn = BatchNorm(beta=bn.beta, gamma=bn.gamma * scale, mean=bn.mean / scale, var=bn.var, eps=bn.eps)
             elif st.bias is not None:  # host encoder: a bias is a shift of the batch norm's mean
@@ -611,9 +614,11 @@ def _ternary(w: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
         idx = np.unravel_index(r * w.shape[-1] + c, w.shape)
+        at = (f"[{idx[3]}, {idx[2]}, {idx[0]}, {idx[1]}] (out, in, kh, kw)" if w.ndim == 4
+              else f"for input feature {idx[0]} of output {idx[1]}")
         vals = np.unique(np.abs(flat[:, c]))
-        raise SnnmapError(f"weight {flat[r, c]!r} at {tuple(int(i) for i in idx)} is not ternary: output channel "
-                          f"{c} holds {len(vals)} magnitudes ({', '.join(f'{v:.4g}' for v in vals[:4])}"
+        raise SnnmapError(f"weight {float(flat[r, c])!r} {at} is not ternary: output channel {c} holds "
+                          f"{len(vals)} magnitudes ({', '.join(f'{v:.4g}' for v in vals[:4])}"
                           f"{', ...' if len(vals) > 4 else ''}); on-chip weights must be -s, 0 or +s", where=where)
     return t.reshape(w.shape), scale
 
