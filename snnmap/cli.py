@@ -154,6 +154,26 @@ def import_onnx_cmd(onnx_file, input_scale, name, output):
         click.echo(f"note: {note}")
 
 
+@cli.command("export-nir")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="NIR file to write (HDF5).")
+def export_nir_cmd(model, output):
+    """Write the converted spiking network as a NIR graph (needs the optional `nir` package).
+
+    \b
+    Example:
+      snnmap export-nir lenet.snnm -o lenet.nir
+    """
+    from snnmap.modelfile import load_model
+    from snnmap.nir_export import save_nir
+
+    _writable(output)
+    m = load_model(model)
+    save_nir(m, output)
+    click.echo(f"wrote {output}: {m.name}, {len(m.layers) + 1} spiking layers of Threshold neurons, "
+               f"N={m.replicas} replicas per ANN neuron")
+
+
 @cli.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
