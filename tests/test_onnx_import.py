@@ -277,3 +277,21 @@ def test_cli_errors(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00\xff" * 40)
     assert_clean_failure(run("import-onnx", tmp_path / "junk.onnx", "-o", out), out)
     assert_clean_failure(run("import-onnx", tmp_path / "missing.onnx", "-o", out), out)
+
+
+def test_signed_quantize_linear_needs_a_lower_clip():
+    """int8 QuantizeLinear levels go below 0: without Relu/Clip the layer is not scatter-and-gather."""
+    rng = np.random.default_rng(0)
+    b = Builder((1, 5, 5), np.float32)
+    b.conv(rng.normal(size=(2, 1, 3, 3)))
+    b.bn(np.ones(2), np.zeros(2), np.zeros(2), np.ones(2))
+    s = b.const(0.5, "q.s", np.float32)
+    z = b.const(0, "q.z", np.int8)
+    b.op("QuantizeLinear", s, z, name="ql_signed")
+    b.op("DequantizeLinear", s, z, name="dq_signed")
+    b.conv(rng.integers(-1, 2, (2, 2, 1, 1)))
+    b.bn(np.ones(2), np.zeros(2), np.zeros(2), np.ones(2))
+    b.qdq(1, 2)
+    b.flatten()
+    b.gemm(rng.normal(size=(3, 18)))
+    assert "start at -64.0, not at 0" in _err(b.model())

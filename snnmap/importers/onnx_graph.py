@@ -71,6 +71,7 @@ class _Reader:
         self.g = model.graph
         self.where = where
         self.consts: dict[str, np.ndarray] = {}
+        self.dtypes: dict[str, int] = {}  # TensorProto element types of the constants that have one
         self.notes: list[str] = []
 
     def _nw(self, node) -> str:
@@ -128,6 +129,8 @@ class _Reader:
             a = self.attrs(node)
             if "value" in a:
                 val = self.tensor(a["value"], f"{_node_where(node)} value")
+                if node.output:
+                    self.dtypes[node.output[0]] = a["value"].data_type
             elif "value_float" in a or "value_int" in a:
                 val = np.asarray(a.get("value_float", a.get("value_int")), dtype=np.float64)
             elif "value_floats" in a or "value_ints" in a:
@@ -198,8 +201,7 @@ class _Reader:
         s = self.const(node, 1, "scale")
         if len(node.input) > 2 and node.input[2]:
             zp = self.const(node, 2, "zero point")
-            init = next((t for t in self.g.initializer if t.name == node.input[2]), None)
-            dtype = init.data_type if init is not None else 2
+            dtype = self.dtypes.get(node.input[2], 2)
         else:
             zp, dtype = np.zeros(()), 2
         if dtype not in _QL_RANGES:
@@ -218,6 +220,7 @@ class _Reader:
         g = self.g
         for t in g.initializer:
             self.consts[t.name] = self.tensor(t, f"initializer {t.name!r}")
+            self.dtypes[t.name] = t.data_type
         inputs = [i for i in g.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise SnnmapError(f"the graph must have one data input, found {len(inputs)} "
