@@ -55,6 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mnist", required=True)
     ap.add_argument("--chip", default="sg64")
+    ap.add_argument("--only-onnx", action="store_true", help="only the ONNX round-trip column")
     ap.add_argument("models", nargs="+")
     a = ap.parse_args()
     with np.load(a.mnist) as d:
@@ -68,6 +69,9 @@ def main() -> None:
         onnx_same = "-"
         if state:
             onnx_same = "yes" if all(_onnx_round_trip(model, state, qdq) for qdq in (False, True)) else "NO"
+        if a.only_onnx:
+            print(f"{path}: ONNX import (QONNX and Q/DQ) = .snnm: {onnx_same}", flush=True)
+            continue
         t0 = time.perf_counter()
         ref = evaluate(model, x)["pred"]
         t_ref = time.perf_counter() - t0

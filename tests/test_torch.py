@@ -115,6 +115,7 @@ def test_round_trip_torch_onnx_chip(tmp_path, trained, qdq):
     for a, b in zip((model.encoder, *model.layers), (direct.encoder, *direct.layers)):
         assert np.array_equal(a.weights, b.weights), a.name
         assert all(np.array_equal(getattr(a.bn, p), getattr(b.bn, p)) for p in ("beta", "gamma", "mean", "var"))
+        assert a.bn.eps == b.bn.eps == 1e-5
     sim = Simulator(compile_model(model, SG64).image).run(x)
     assert np.array_equal(sim["pred"], pred32)
     assert np.array_equal(sim["pred"], pred64)

@@ -543,7 +543,9 @@ class _Reader:
         c = st.weights.shape[-1]
         if any(p.size != c for p in parts):
             raise SnnmapError(f"parameter sizes {[p.size for p in parts]} do not match {c} channels", where=w)
-        eps = float(a.get("epsilon", BN_EPS))
+        # ONNX stores epsilon as float32: read it as the shortest decimal that float32 rounds to it
+        # (1e-5 stays 1e-5, as the exporter's framework had it, instead of 9.99999974738e-06)
+        eps = float(str(np.float32(a.get("epsilon", BN_EPS))))
         return BatchNorm(beta=parts[1], gamma=parts[0], mean=parts[2], var=parts[3], eps=eps)
 
     def _model(self, stages: list[_Stage], hwc, input_scale, name) -> QuantModel:
