@@ -124,7 +124,7 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
                f"{shapes} -> {model.classifier.classes} classes; wrote {output}")
 
 
-# --- import-onnx (issue 6) -----------------------------------------------------------------------
+# --- issue 6: import-onnx, export-nir ------------------------------------------------------------
 @cli.command("import-onnx")
 @click.argument("onnx_file", type=click.Path(dir_okay=False))
 @click.option("--input-scale", default="1", show_default=True,
