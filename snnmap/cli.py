@@ -129,6 +129,56 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
                f"{shapes} -> {model.classifier.classes} classes; wrote {output}")
 
 
+# --- issue 6: import-onnx, export-nir ------------------------------------------------------------
+@cli.command("import-onnx")
+@click.argument("onnx_file", type=click.Path(dir_okay=False))
+@click.option("--input-scale", default="1", show_default=True,
+              help="Extra scale on raw pixels before the graph's input, e.g. 1/256 (a leading Mul/Div in "
+                   "the graph is read as well).")
+@click.option("--name", default=None, help="Model name stored in the file (default: the graph's name).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+def import_onnx_cmd(onnx_file, input_scale, name, output):
+    """Import an ONNX / QONNX graph of Conv, Gemm/MatMul, BatchNormalization, Relu, Clip and
+    Quant or QuantizeLinear/DequantizeLinear nodes (needs the optional `onnx` package).
+
+    \b
+    Example:
+      snnmap import-onnx lenet.onnx -o lenet.snnm
+    """
+    from snnmap.importers.onnx_graph import import_onnx
+    from snnmap.importers.tl import parse_scale
+    from snnmap.modelfile import save_model
+
+    _writable(output)
+    model = import_onnx(onnx_file, name=name, input_scale=parse_scale(input_scale))
+    save_model(model, output)
+    shapes = " -> ".join("x".join(map(str, s)) for s in [model.input_shape, *model.shapes()])
+    click.echo(f"imported {model.name}: k={model.k} B={model.B} N={model.replicas}, {len(model.layers)} on-chip "
+               f"layers, {shapes} -> {model.classifier.classes} classes; wrote {output}")
+    for note in model.meta.get("notes", []):
+        click.echo(f"note: {note}")
+
+
+@cli.command("export-nir")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="NIR file to write (HDF5).")
+def export_nir_cmd(model, output):
+    """Write the converted spiking network as a NIR graph (needs the optional `nir` package).
+
+    \b
+    Example:
+      snnmap export-nir lenet.snnm -o lenet.nir
+    """
+    from snnmap.modelfile import load_model
+    from snnmap.nir_export import save_nir
+
+    _writable(output)
+    m = load_model(model)
+    save_nir(m, output)
+    click.echo(f"wrote {output}: {m.name}, {len(m.layers) + 1} spiking layers of Threshold neurons, "
+               f"N={m.replicas} replicas per ANN neuron")
+
+
 @cli.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write.")
