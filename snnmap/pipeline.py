@@ -92,6 +92,7 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         raise SnnmapError(f"unknown tiling {tiling!r}; choose one of {', '.join(TILINGS)}")
     if placer not in PLACERS:
         raise SnnmapError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
+    spec.check("chip spec")  # a spec built in Python skipped the loader's checks
     deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):

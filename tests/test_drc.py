@@ -22,7 +22,7 @@ def test_fan_in_over_axons():
 
 def test_replicas_over_neurons():
     with pytest.raises(DesignRuleError, match="neurons_per_core=3"):
-        compile_model(small_model(), spec(neurons_per_core=3))
+        compile_model(small_model(), spec(neurons_per_core=3, fanin_max_level=0))
 
 
 def test_fan_out_over_destinations():

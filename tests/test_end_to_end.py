@@ -28,7 +28,8 @@ MCAST = ChipSpec(**{**PAICORE2.to_dict(), "name": "mcast", "mesh_w": 4, "mesh_h"
 # destinations so few that neurons need fan-out copies, on a chip whose axons add events
 COPIES = ChipSpec(**{**TINY.to_dict(), "name": "copies", "max_destinations": 2})
 # axons OR spikes but no multicast: one copy per destination group
-OR_UNICAST = ChipSpec(**{**MCAST.to_dict(), "name": "or-unicast", "multicast": False, "max_destinations": 3})
+OR_UNICAST = ChipSpec(**{**MCAST.to_dict(), "name": "or-unicast", "multicast": False, "max_destinations": 3,
+                         "reserved_corner": 0})
 
 
 def layer_counts_from_cores(result, core_spikes, n_images):

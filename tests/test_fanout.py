@@ -83,3 +83,86 @@ def test_paicore2_lenet_multicast_and_copies():
     for c in result.image.cores:
         assert (c.axon_sign == 1).all()
     assert len(result.image.cores) <= 450
+
+
+def _strided_net():
+    """conv (stride 2, pad 2) -> conv (stride 2) -> dense 172: the dense layer's fan-out gives
+    conv1 copies, conv1's packed runs then give conv0 copies (a review found tiling had not
+    planned those)."""
+    from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+
+    rng = np.random.default_rng(45)
+
+    def bn(c):
+        return BatchNorm(rng.normal(0, 1, c), rng.uniform(0.5, 2, c), rng.normal(0, 1, c), rng.uniform(0.5, 2, c))
+
+    enc = Layer("encoder", "conv", rng.normal(0, .5, (3, 3, 1, 3)), bn(3), 1, 1)
+    c0 = Layer("conv0", "conv", rng.choice([-1, 0, 1], size=(3, 3, 3, 2)).astype(np.int8), bn(2), 2, 2)
+    c1 = Layer("conv1", "conv", rng.choice([-1, 0, 1], size=(3, 3, 2, 6)).astype(np.int8), bn(6), 2, 0)
+    fc = Layer("fc2", "dense", rng.choice([-1, 0, 1], size=(54, 172)).astype(np.int8), bn(172))
+    return QuantModel((13, 13, 1), 0, 2, 1.0, enc, (c0, c1, fc), Classifier(rng.normal(size=(172, 3)), np.zeros(3)),
+                      name="strided").validate()
+
+
+def test_copies_planned_through_packed_runs():
+    spec = ChipSpec(**{**SG64.to_dict(), "name": "t", "mesh_w": 4, "mesh_h": 4, "axons_per_core": 96,
+                       "neurons_per_core": 32, "max_destinations": 10, "fanin_max_level": 1})
+    model = _strided_net()
+    result = compile_model(model, spec)
+    x = np.random.default_rng(0).integers(0, 256, (20, 13, 13)).astype(np.uint8)
+    out = Simulator(result.image).run(x)
+    ref = evaluate(model, x)
+    assert np.array_equal(out["logits"], ref["logits"])
+
+
+def test_or_axons_take_one_event_from_a_group():
+    """On a chip whose axons OR spikes, two neurons with one column and one destination list
+    (a group to the simulator) put at most one event on an axon: giving replica 1 replica 0's
+    list must equal giving it none (replica 1 fires only when replica 0 does)."""
+    import copy
+
+    from snnmap.image import image_to_bytes, parse_image
+
+    from test_end_to_end import MCAST
+    from test_image import small_model
+
+    img = compile_model(small_model(), MCAST).image
+    x = np.random.default_rng(1).integers(0, 256, (30, 8, 8)).astype(np.uint8)
+
+    def with_list(src):
+        im = copy.deepcopy(img)
+        c = next(c for c in im.cores if c.tick == 1)
+        assert np.array_equal(c.crossbar[:, 0], c.crossbar[:, 1]) and c.thresholds[0] <= c.thresholds[1]
+        ptr = c.dest_ptr.astype(np.int64)
+        lists = [c.dest[ptr[i]:ptr[i + 1]] for i in range(c.neurons)]
+        lists[1] = lists[0] if src == 0 else lists[1][:0]
+        c.dest_ptr = np.r_[0, np.cumsum([len(v) for v in lists])].astype(np.uint32)
+        c.dest = np.concatenate(lists).astype(np.uint64)
+        return parse_image(image_to_bytes(im))
+
+    a = Simulator(with_list(0)).run(x, record=True)
+    b = Simulator(with_list(None)).run(x, record=True)
+    assert np.array_equal(a["logits"], b["logits"])
+    assert all(np.array_equal(p, q) for p, q in zip(a["core_spikes"], b["core_spikes"]))
+
+
+def test_reserved_corner():
+    import copy
+
+    import pytest
+
+    from snnmap.errors import SnnmapError
+    from snnmap.image import image_to_bytes, parse_image
+
+    from test_end_to_end import MCAST
+    from test_image import small_model
+
+    img = compile_model(small_model(), MCAST).image
+    assert all(not (c.coord[2] == 3 and c.coord[3] == 3) for c in img.cores)
+    extra = copy.deepcopy(next(c for c in img.cores if c.tick == img.ticks))
+    extra.coord = (0, 0, 3, 3)
+    img.cores.append(extra)
+    with pytest.raises(SnnmapError, match=r"core \(3,3\): core in the reserved corner"):
+        parse_image(image_to_bytes(img))
+    with pytest.raises(SnnmapError, match="reserved_corner needs multicast"):
+        ChipSpec.from_dict({**SG64.to_dict(), "reserved_corner": 1}, "chip.toml")

@@ -97,6 +97,9 @@ class ChipSpec:
         if not self.axon_accumulates and self.weight_bits < 2:
             raise SnnmapError("a chip whose axons OR spikes together needs weight_bits = 2 (signed synapses), "
                               "since each replica takes its own axon", where=where)
+        if self.reserved_corner and not self.multicast:
+            raise SnnmapError("reserved_corner needs multicast = true: only the multicast block placer "
+                              "leaves the corner out", where=where)
         if not 0 <= self.reserved_corner <= min(self.mesh_w, self.mesh_h) - 1:
             raise SnnmapError(f"chip spec field 'reserved_corner' = {self.reserved_corner} is out of range "
                               f"0..{min(self.mesh_w, self.mesh_h) - 1}", where=where)

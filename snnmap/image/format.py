@@ -239,6 +239,9 @@ def _from_sections(sections, where: str) -> ChipImage:
         if not (0 <= chip_x < 1 << spec.chip_x_bits and 0 <= chip_y < 1 << spec.chip_y_bits
                 and 0 <= core_x < spec.mesh_w and 0 <= core_y < spec.mesh_h):
             raise _bad("coordinates outside the board", cw_)
+        r = spec.reserved_corner
+        if r and core_x >= spec.mesh_w - r and core_y >= spec.mesh_h - r:
+            raise _bad(f"core in the reserved corner (x and y >= {spec.mesh_w - r})", cw_)
         if coord in by_coord:
             raise _bad(f"same core as CORE #{by_coord[coord]}", cw_)
         if not 1 <= tick <= ticks or layer != tick - 1:

@@ -396,8 +396,12 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
             continue
         if not spec.multicast:
             try:  # within the destination limit the producer needs no copies: take the best shape
-                shapes[name] = shape_candidates(pop, src, proj, spec, deadline, m)[0][4]
-                continue
+                shape = shape_candidates(pop, src, proj, spec, deadline, m)[0][4]
+                if not shape.packed:
+                    shapes[name] = shape
+                    continue
+                # packed runs need not be tw wide nor tw-aligned, so the destination bound does
+                # not hold for them: weigh the candidates by their actual cut, as below
             except DesignRuleError as e:
                 if "max_destinations" not in str(e):
                     raise

@@ -82,7 +82,7 @@ def _axon_events(spikes: np.ndarray, slots: np.ndarray, accumulate: bool = True)
     ev = np.take(spikes, slots[..., 0, :], axis=0)
     for j in range(1, slots.shape[-2]):
         ev += np.take(spikes, slots[..., j, :], axis=0)
-    if not accumulate and slots.shape[-2] > 1:
+    if not accumulate:  # several sources, or one group of neurons counting more than one spike
         np.minimum(ev, 1, out=ev)
     return ev
 
@@ -596,7 +596,8 @@ class Simulator:
         act = np.empty((n, 2, nb))  # events and synaptic operations of each block
         for c0 in range(0, n, st.chunk):
             c1 = min(n, c0 + st.chunk)
-            ev = _axon_events(prev, st.slots[:, :, c0:c1]).reshape(S, (c1 - c0) * nb)  # (S, blocks * batch)
+            ev = _axon_events(prev, st.slots[:, :, c0:c1], self.img.spec.axon_accumulates).reshape(
+                S, (c1 - c0) * nb)  # (S, blocks * batch)
             vo = st.weights @ ev  # potentials per distinct column, then activity
             fired = _count(vo[:U].reshape(U, c1 - c0, nb), st.thr, counts[:, c0:c1], record)
             rest = st.weights[U:].astype(np.float64) @ ev.astype(np.float64) if st.stats64 else vo[U:]
