@@ -3,7 +3,6 @@ exactly as snnmap's reference counts and gives its logits; also after a write an
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ from onnx import helper  # noqa: E402
 
 from snnmap.chip.spec import SG64  # noqa: E402
 from snnmap.errors import SnnmapError  # noqa: E402
-from snnmap.importers.onnx_graph import import_onnx, read_onnx_bytes  # noqa: E402
+from snnmap.importers.onnx_graph import read_onnx_bytes  # noqa: E402
 from snnmap.pipeline import compile_model  # noqa: E402
 from snnmap.reference import evaluate  # noqa: E402
 from snnmap.sim import Simulator  # noqa: E402
