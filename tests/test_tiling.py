@@ -74,3 +74,30 @@ def test_every_synapse_in_exactly_one_tile(spec, model):
             assert np.array_equal(t.thresholds, pop.thresholds[c, t.neuron_rep])
         assert (seen == 1).all()
         assert np.array_equal(rec, n * (1 if spec.axon_accumulates else ns) * dense_weights(g, name))
+
+
+@pytest.mark.parametrize("spec", [TINY, MCAST], ids=["tiny", "mcast"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks())
+def test_lower_bound_never_exceeds_a_tiling(spec, model):
+    """The bound holds for the tiling the compiler finds, layer by layer, and a pair of neurons
+    the pair rule says cannot share a core indeed never does."""
+    from snnmap.passes.bounds import layer_bounds, min_pair_axons
+
+    g = convert(model)
+    try:
+        drc.check_before_tiling(g, spec)
+        tiling = tile_network(g, spec)
+        drc.check_before_placement(g, tiling, spec)
+    except DesignRuleError:
+        return
+    for b in layer_bounds(g, spec):
+        assert b.bound <= len(tiling.layers[b.layer]), b
+        proj = g.edges[source_of(g, b.layer), b.layer]["proj"]
+        pair = min_pair_axons(proj, g.nodes[source_of(g, b.layer)]["pop"].replicas, spec)
+        for t in tiling.layers[b.layer]:
+            if pair is not None and pair > spec.axons_at(t.level):
+                assert len(np.unique(t.neuron_src)) <= 1
+            if pair is not None:  # two distinct neurons in a tile need at least `pair` axons
+                if len(np.unique(t.neuron_src)) > 1:
+                    assert int(np.count_nonzero(t.crossbar.any(axis=1) & (t.axon_src >= 0))) >= pair

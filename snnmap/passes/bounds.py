@@ -5,7 +5,10 @@ Bounds (valid for any tiling into cores of this chip at fan-in level L):
   axon bound    ceil(signed inputs used / axons_at(L)): every (input, sign) the layer uses is an
                 axon of at least one core.
 A layer's bound is the smallest, over the levels at which one neuron fits, of the larger of
-the two. The baseline is the tiling of the public PAICORE toolchain: every core of a layer
+the two. Where no two distinct ANN neurons of the layer fit one core together at level L (the
+union of their inputs, counted in axons, exceeds axons_at(L); checked exactly over every pair
+of channels and every offset of their windows), a core at level L holds the replicas of one
+ANN neuron at most, and its neuron bound counts so. The baseline is the tiling of the public PAICORE toolchain: every core of a layer
 takes the layer's whole input map, so only neurons are divided among cores.
 """
 
@@ -33,6 +36,41 @@ class LayerBound:
     baseline: int | None  # cores of the whole-input-map tiling; None: it cannot map the layer
 
 
+def min_pair_axons(proj, src_replicas: int, spec: ChipSpec) -> int | None:
+    """Fewest axons any two distinct ANN neurons of the layer need together, or None where a
+    window is clipped by padding (then a border neuron needs fewer: no claim is made)."""
+    if proj.padding:
+        return None
+    w = proj.weights
+    if spec.axon_accumulates:  # one axon per (input, sign)
+        masks = np.stack([w > 0, w < 0], axis=2)  # (kh, kw, 2, C, O)
+        per = 1
+    else:  # one axon per (input, source replica)
+        masks = (w != 0)[:, :, None]
+        per = src_replicas
+    kh, kw = w.shape[:2]
+    m = masks.reshape(kh, kw, -1, w.shape[3]).astype(np.int64)  # (kh, kw, Q, O)
+    size = m.sum(axis=(0, 1, 2))  # (O,)
+    best = None
+    s = proj.stride
+    for dy in range(-(kh - 1) // s * s, kh, s):
+        for dx in range(-(kw - 1) // s * s, kw, s):
+            # overlap of neuron (o) at p and neuron (o') at p + (dy, dx) / s
+            a = m[max(dy, 0):kh + min(dy, 0), max(dx, 0):kw + min(dx, 0)]
+            b = m[max(-dy, 0):kh + min(-dy, 0), max(-dx, 0):kw + min(-dx, 0)]
+            if a.size == 0:
+                continue
+            ov = np.einsum("yxqo,yxqp->op", a, b)
+            union = size[:, None] + size[None, :] - ov
+            if dy == 0 and dx == 0:
+                np.fill_diagonal(union, 1 << 62)  # the same neuron
+            cand = int(union.min())
+            best = cand if best is None else min(best, cand)
+    far = int(2 * size.min(initial=0))  # windows that do not overlap (if any): the two smallest
+    best = far if best is None else min(best, far)
+    return best * per
+
+
 def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
     out = []
     for name in chip_layers(g):
@@ -48,10 +86,14 @@ def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
             lo = next((L for L in range(spec.fanin_max_level + 1)
                        if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
         best = None
+        pair = min_pair_axons(proj, src.replicas, spec) if pop.size > 1 else None
         for level in range(lo if lo is not None else spec.fanin_max_level + 1, spec.fanin_max_level + 1):
             if spec.neurons_at(level) < 1:
                 break
-            nb = -(-pop.neurons // spec.neurons_at(level))
+            per_core = spec.neurons_at(level)
+            if pair is not None and pair > spec.axons_at(level):  # one ANN neuron per core at most
+                per_core = min(per_core, pop.replicas)
+            nb = -(-pop.neurons // per_core)
             ab = -(-n_axons // spec.axons_at(level))
             if best is None or max(nb, ab) < best[2]:
                 best = (nb, ab, max(nb, ab), level)
