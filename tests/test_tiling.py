@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from snnmap.chip.spec import SG64
 from snnmap.convert import convert
 from snnmap.errors import DesignRuleError
 from snnmap.ir import chip_layers, source_of
@@ -101,3 +103,35 @@ def test_lower_bound_never_exceeds_a_tiling(spec, model):
             if pair is not None:  # two distinct neurons in a tile need at least `pair` axons
                 if len(np.unique(t.neuron_src)) > 1:
                     assert int(np.count_nonzero(t.crossbar.any(axis=1) & (t.axon_src >= 0))) >= pair
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_pair_axons_by_enumeration(data):
+    """min_pair_axons equals the fewest axons of any two distinct neurons, by enumeration, on a
+    map large enough to hold every window offset and two windows apart."""
+    from snnmap.ir import Projection
+    from snnmap.passes.bounds import min_pair_axons
+
+    k = data.draw(st.integers(1, 3))
+    s = data.draw(st.integers(1, 2))
+    c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    w = np.array(data.draw(st.lists(st.sampled_from([-1, 0, 0, 1]), min_size=k * k * c * o, max_size=k * k * c * o)),
+                 dtype=np.int8).reshape(k, k, c, o)
+    proj = Projection(k, k, s, 0, w)
+    out = 2 * k + 1
+    H = (out - 1) * s + k
+    for spec, ns in ((SG64, 1), (MCAST, 3)):
+        def need(y, x, ch):
+            keys = set()
+            for ky, kx, ci in zip(*np.nonzero(w[:, :, :, ch])):
+                inp = ((y * s + ky) * H + x * s + kx) * c + ci
+                if spec.axon_accumulates:
+                    keys.add((inp, int(w[ky, kx, ci, ch] < 0)))
+                else:
+                    keys.update((inp, r) for r in range(ns))
+            return keys
+        neurons = [(y, x, ch) for y in range(out) for x in range(out) for ch in range(o)]
+        sets = {n: need(*n) for n in neurons}
+        best = min(len(sets[a] | sets[b]) for i, a in enumerate(neurons) for b in neurons[i + 1:])
+        assert min_pair_axons(proj, ns, spec) == best

@@ -66,7 +66,7 @@ def min_pair_axons(proj, src_replicas: int, spec: ChipSpec) -> int | None:
                 np.fill_diagonal(union, 1 << 62)  # the same neuron
             cand = int(union.min())
             best = cand if best is None else min(best, cand)
-    far = int(2 * size.min(initial=0))  # windows that do not overlap (if any): the two smallest
+    far = int(2 * size.min())  # windows that do not overlap (if any): twice the sparsest
     best = far if best is None else min(best, far)
     return best * per
 
