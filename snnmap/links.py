@@ -9,16 +9,20 @@ from snnmap.image.format import ChipImage
 
 
 def _traffic(img: ChipImage, per_core_weight: np.ndarray | None):
-    """Per core with chip destinations: (index, packets per destination, keep mask, cx, cy, x, y)."""
+    """Per core with chip destinations: (index, packets per destination, unicast words, cx, cy, x,
+    y). A multicast word counts as one packet to every core of its block (as if unicast: an upper
+    bound on the hops of the chip's multicast tree)."""
     for i, c in enumerate(img.cores):
         if len(c.dest) == 0:
             continue
-        is_host, cx, cy, x, y, _ = address.decode(img.spec, c.dest)
-        keep = ~is_host
-        if not keep.any():
+        words = c.dest[(c.dest & address.HOST_FLAG) == 0]
+        if not len(words):
             continue
+        if img.spec.multicast:
+            words = address.expand(img.spec, words)[1]
+        _, cx, cy, x, y, _ = address.decode(img.spec, words)
         w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
-        yield i, w, keep, cx[keep], cy[keep], x[keep], y[keep]
+        yield i, w, words, cx, cy, x, y
 
 
 def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +78,8 @@ def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = Non
     order = np.argsort(keys)
     place = coords if seed is None else coords[np.random.default_rng(seed).permutation(len(coords))]
     total = np.zeros(len(img.cores))
-    for i, w, keep, *_ in _traffic(img, per_core_weight):
-        dkeys = img.cores[i].dest[keep] >> np.uint64(address.core_shift(spec))
+    for i, w, words, *_ in _traffic(img, per_core_weight):
+        dkeys = words >> np.uint64(address.core_shift(spec))
         dst = order[np.searchsorted(keys[order], dkeys)]
         hops = address.route_hops(spec, place[i], place[dst].T)
         total[i] = w * float(hops.sum())

@@ -60,7 +60,7 @@ def summary(img: ChipImage) -> dict:
     cores = core_rows(img)
     chips = sorted({tuple(r["chip"]) for r in cores})
     return {"chip": img.spec.name, "chips": len(chips), "cores": len(cores),
-            "cores_available": len(chips) * img.spec.cores_per_chip,
+            "cores_available": len(chips) * img.spec.usable_cores,
             "neurons": sum(r["neurons"] for r in cores), "axons": sum(r["axons"] for r in cores),
             "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks,
             "cores_lower_bound": sum(v["bound"] for v in _bounds(img).values()) or None,

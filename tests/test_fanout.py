@@ -166,3 +166,21 @@ def test_reserved_corner():
         parse_image(image_to_bytes(img))
     with pytest.raises(SnnmapError, match="reserved_corner needs multicast"):
         ChipSpec.from_dict({**SG64.to_dict(), "reserved_corner": 1}, "chip.toml")
+
+
+def test_reports_read_multicast_images():
+    """Reports expand multicast words: one packet to every core of the block."""
+    from snnmap import report
+    from snnmap.links import link_loads, spike_hops
+
+    from test_end_to_end import MCAST
+    from test_image import small_model
+
+    img = compile_model(small_model(), MCAST).image
+    assert any(address.masks(MCAST, c.dest)[0].any() or address.masks(MCAST, c.dest)[1].any() for c in img.cores)
+    q = report.quality(img)
+    assert q is not None and spike_hops(img) > 0
+    h, v = link_loads(img)
+    words = sum(len(address.expand(MCAST, c.dest[(c.dest & address.HOST_FLAG) == 0])[1]) for c in img.cores)
+    assert words > sum(int(((c.dest & address.HOST_FLAG) == 0).sum()) for c in img.cores)  # blocks expanded
+    assert report.summary(img)["cores_available"] == 15 * len({c.coord[:2] for c in img.cores})
