@@ -78,10 +78,11 @@ def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
         src_name = source_of(g, name)
         proj = g.edges[src_name, name]["proj"]
         src = g.nodes[src_name]["pop"]
-        n_axons = len(axon_universe(src, proj))
+        universe = axon_universe(src, proj)
+        n_axons = len(universe)
         lo = min_level(pop, proj, spec)
         if not spec.axon_accumulates:  # one axon per (input, source replica), signs in the synapses
-            n_axons = len(np.unique(axon_universe(src, proj) // 2)) * src.replicas
+            n_axons = len(np.unique(universe // 2)) * src.replicas
             need = int(np.count_nonzero(proj.weights, axis=(0, 1, 2)).max(initial=0)) * src.replicas
             lo = next((L for L in range(spec.fanin_max_level + 1)
                        if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)

@@ -16,17 +16,7 @@ from snnmap.chip.spec import ChipSpec
 from snnmap.errors import DesignRuleError
 from snnmap.passes.fanout import slots
 from snnmap.passes.place import Placement
-
-
-def demorton(code: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Morton code -> (x, y): x from the even bits, y from the odd."""
-    code = np.asarray(code, np.int64)
-    x = np.zeros_like(code)
-    y = np.zeros_like(code)
-    for b in range(bits):
-        x |= ((code >> (2 * b)) & 1) << b
-        y |= ((code >> (2 * b + 1)) & 1) << b
-    return x, y
+from snnmap.passes.tiling import demorton
 
 
 def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> Placement:

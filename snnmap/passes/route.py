@@ -18,7 +18,7 @@ from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
 from snnmap.passes.fanout import FanOut
 from snnmap.passes.place import Placement
-from snnmap.passes.tiling import Tiling
+from snnmap.passes.tiling import Tiling, demorton
 
 
 @dataclass
@@ -30,15 +30,8 @@ class Routes:
 
 
 def block_masks(free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replication masks (x, y) of a block whose Morton-code bits `free` are free: x's bits sit
-    at the even code positions, y's at the odd."""
-    f = np.asarray(free, np.int64)
-    mx = np.zeros_like(f)
-    my = np.zeros_like(f)
-    for b in range(16):
-        mx |= ((f >> (2 * b)) & 1) << b
-        my |= ((f >> (2 * b + 1)) & 1) << b
-    return mx, my
+    """Replication masks (x, y) of a block whose Morton-code bits `free` are free."""
+    return demorton(free)
 
 
 def _ranges(ptr: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

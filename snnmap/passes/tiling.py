@@ -418,10 +418,7 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                 if best is not None and deadline is not None and deadline.expired():
                     break
                 if shape not in cuts:
-                    cut = [build_tile(name, k, pop, src, proj, region, shape.level, mult=m,
-                                      periodic=None if spec.axon_accumulates else period(src, proj, shape))
-                           for k, region in enumerate(regions(pop, shape, spec, m))]
-                    cuts[shape] = fan_out(src, cut, spec).mult
+                    cuts[shape] = fan_out(src, cut_layer(name, pop, src, proj, shape, spec, m), spec).mult
                 pm = cuts[shape]
                 try:
                     ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
@@ -477,6 +474,17 @@ def morton(x: int, y: int) -> int:
     return code
 
 
+def demorton(code: np.ndarray, bits: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of morton, on arrays: (x, y) from the even and the odd bits of each code."""
+    code = np.asarray(code, np.int64)
+    x = np.zeros_like(code)
+    y = np.zeros_like(code)
+    for b in range(bits):
+        x |= ((code >> (2 * b)) & 1) << b
+        y |= ((code >> (2 * b + 1)) & 1) << b
+    return x, y
+
+
 def axon_universe(src: Population, proj: Projection) -> np.ndarray:
     """Sorted keys (src * 2 + negative) of every signed axon some neuron of the layer needs."""
     H, W, C = src.shape
@@ -509,6 +517,23 @@ def baseline_shape(pop: Population, n_axons: int, spec: ChipSpec) -> TileShape |
     return None
 
 
+def cut_layer(name: str, pop: Population, src: Population, proj: Projection, shape: TileShape,
+              spec: ChipSpec, mult: np.ndarray | None = None, whole_input: bool = False,
+              progress=None) -> list[Tile]:
+    """One layer's tiles, with the axon layout the chip needs: compact per tile where axons add
+    events, numbered by input position modulo the patch where they OR spikes (tiling.period)."""
+    if spec.axon_accumulates:
+        universe, periodic = (axon_universe(src, proj) if whole_input else None), None
+    else:
+        universe, periodic = None, (src.shape[:2] if whole_input else period(src, proj, shape))
+    tiles = []
+    for region in regions(pop, shape, spec, mult):
+        tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe, mult, periodic))
+        if progress is not None:
+            progress(1)
+    return tiles
+
+
 def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole_input: bool = False,
               progress=None) -> Tiling:
     """The fixed half: cut every layer by its shape and build each tile's axons and crossbar
@@ -521,17 +546,7 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole
     mult: dict[str, np.ndarray] = {}
     for name in reversed(order):
         pop, src, proj = _layer(g, name)
-        shape = shapes[name]
-        if spec.axon_accumulates:
-            universe, periodic = (axon_universe(src, proj) if whole_input else None), None
-        else:
-            universe, periodic = None, (src.shape[:2] if whole_input else period(src, proj, shape))
-        tiles = []
-        for region in regions(pop, shape, spec, mult.get(name)):
-            tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe,
-                                    mult.get(name), periodic))
-            if progress is not None:
-                progress(1)
+        tiles = cut_layer(name, pop, src, proj, shapes[name], spec, mult.get(name), whole_input, progress)
         layers[name] = tiles
         fan[src.name] = fan_out(src, tiles, spec)
         if src.on_chip:
