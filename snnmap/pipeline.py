@@ -101,16 +101,17 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         drc.check_before_tiling(g, spec)
     with _timer(timings, "bounds"):
         bounds = layer_bounds(g, spec)
+    made: dict = {}  # layers the shape search already cut
     with _timer(timings, "tile shapes"):
         if tiling == "baseline":
             shapes = _baseline_shapes(g, bounds, spec)
         else:
-            shapes = choose_shapes(g, spec, deadline)
+            shapes = choose_shapes(g, spec, deadline, made)
     with _timer(timings, "cut tiles"):
         total = sum(-(-p.shape[0] // shapes[n].th) * -(-p.shape[1] // shapes[n].tw) * -(-p.shape[2] // shapes[n].cg)
                     for n, p in ((n, g.nodes[n]["pop"]) for n in shapes))
         step = progress("cutting tiles", total) if progress is not None else None
-        tiles_by_layer = cut_tiles(g, shapes, spec, whole_input=tiling == "baseline", progress=step)
+        tiles_by_layer = cut_tiles(g, shapes, spec, whole_input=tiling == "baseline", progress=step, cuts_made=made)
     with _timer(timings, "drc (tiles)"):
         drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from snnmap.chip import address
 from snnmap.chip.spec import PAICORE2, SG64, ChipSpec
-from snnmap.passes.fanout import _aligned_runs, _subcubes
+from snnmap.passes.fanout import _subcubes, aligned_runs
 from snnmap.passes.route import block_masks
 from snnmap.pipeline import compile_model
 from snnmap.reference import evaluate
@@ -14,6 +14,34 @@ from snnmap.sim import Simulator
 from snnmap.zoo import lenet
 
 from test_end_to_end import layer_counts_from_cores
+
+
+def dense_aligned_runs(nd: np.ndarray, ok: np.ndarray, max_level: int, xs: np.ndarray) -> tuple:
+    """Oracle: aligned runs on dense (position, input) tables, top-down: a block is emitted for
+    an input where all its positions are usable, one needs it, and no emitted block holds it."""
+    n = nd.shape[0]
+    out = []
+    covered = np.zeros_like(nd)
+    for lv in range(min(max_level, n.bit_length() - 1), -1, -1):
+        size = 1 << lv
+        full = ok.reshape(n // size, size, -1).all(axis=1)
+        anyn = nd.reshape(n // size, size, -1).any(axis=1)
+        cov = covered.reshape(n // size, size, -1).any(axis=1)
+        b, xi = np.nonzero(full & anyn & ~cov)
+        for bb, xx in zip(b, xi):
+            covered[bb * size:(bb + 1) * size, xx] = True
+            out.append((xs[xx], bb * size, size - 1))
+    return tuple(np.array([o[i] for o in out], dtype=np.int64) for i in range(3))
+
+
+def _cover_ok(cover, nd, ok, n):
+    hit = np.zeros(nd.shape, dtype=np.int64)
+    for x, v, f in zip(*cover):
+        assert v & f == 0
+        members = [p for p in range(n) if p & ~f == v]
+        assert ok[members, x].all()
+        hit[members, x] += 1
+    assert (hit[nd] == 1).all() and (hit[~nd] <= 1).all()
 
 
 @settings(max_examples=200, deadline=None)
@@ -28,15 +56,39 @@ def test_block_covers_are_exact(bits, data):
                                         max_size=n)), dtype=bool).reshape(n, cols)
     ok = nd | extra
     xs = np.arange(cols)
-    for cover in (_subcubes(nd, ok, bits, xs), _aligned_runs(nd, ok, bits, xs)):
-        hit = np.zeros((n, cols), dtype=np.int64)
-        for x, v, f in zip(*cover):
-            assert v & f == 0
-            members = [p for p in range(n) if p & ~f == v]
-            assert ok[members, x].all()
-            hit[members, x] += 1
-        assert (hit[nd] == 1).all() and (hit[~nd] <= 1).all()
-    assert len(_subcubes(nd, ok, bits, xs)[0]) <= len(_aligned_runs(nd, ok, bits, xs)[0])
+    for cover in (_subcubes(nd, ok, bits, xs), dense_aligned_runs(nd, ok, bits, xs)):
+        _cover_ok(cover, nd, ok, n)
+    assert len(_subcubes(nd, ok, bits, xs)[0]) <= len(dense_aligned_runs(nd, ok, bits, xs)[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(bits=st.integers(0, 6), residues=st.integers(1, 4), inputs=st.integers(1, 12), data=st.data())
+def test_sparse_aligned_runs_equal_the_dense_cover(bits, residues, inputs, data):
+    """aligned_runs, computed from the reads alone, emits the blocks of the dense top-down cover:
+    tiles at some positions, each reading on each residue one of the inputs of that residue or
+    nothing (input x sits on residue x % residues, the periodic layout)."""
+    n = 1 << bits
+    present = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    present[data.draw(st.integers(0, n - 1))] = True
+    positions = np.flatnonzero(present)
+    choice = np.array(data.draw(st.lists(st.integers(-1, inputs // residues + 1), min_size=len(positions) * residues,
+                                         max_size=len(positions) * residues))).reshape(len(positions), residues)
+    x_of = choice * residues + np.arange(residues)[None, :]  # input on each (tile, residue)
+    used = (choice >= 0) & (x_of < inputs)
+    t, q = np.nonzero(used)
+    rx, rp, rr = x_of[t, q], positions[t], q
+    nd = np.zeros((n, inputs), dtype=bool)
+    nd[rp, rx] = True
+    ok = nd.copy()
+    for i, p in enumerate(positions):
+        for x in range(inputs):
+            ok[p, x] |= not used[i, x % residues]
+    max_level = data.draw(st.integers(0, bits))
+    got = aligned_runs(rx, rp, rr, positions, max_level)
+    want = dense_aligned_runs(nd, ok, max_level, np.arange(inputs))
+    key = lambda c: sorted(zip(*(a.tolist() for a in c)))
+    assert key(got) == key(want)
+    _cover_ok(got, nd, ok, n)
 
 
 @settings(max_examples=100, deadline=None)

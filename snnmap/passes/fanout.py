@@ -56,33 +56,22 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
         return _unicast(src, tiles, spec)
     X, T = src.size, len(tiles)
     res_of = np.full(X, -1, dtype=np.int64)
-    need = np.zeros((T, X), dtype=bool)
-    unused = []
-    for t, tile in enumerate(tiles):
-        rows0 = tile.axon_src[::ns]  # periodic layout: replica r of residue q is row q * ns + r
-        used = rows0 >= 0
-        res_of[rows0[used]] = np.flatnonzero(used)
-        need[t, rows0[used]] = True
-        unused.append(~used)
     pos = slots(T, spec)
     bits = int(pos[-1]).bit_length() if T else 0
-    ok_of = np.stack(unused) if T else np.zeros((0, 0), bool)
-    pieces = []
-    for x0 in range(0, X, chunk):
-        xs = np.arange(x0, min(x0 + chunk, X))
-        r = res_of[xs]
-        nd = np.zeros((1 << bits, len(xs)), dtype=bool)
-        ok = np.zeros((1 << bits, len(xs)), dtype=bool)
-        nd[pos] = need[:, xs]
-        ok[pos] = need[:, xs] | (ok_of[:, np.maximum(r, 0)] & (r >= 0)[None, :])
-        chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
-        if bits <= min(SUBCUBE_BITS, chip_bits):
-            pieces.append(_subcubes(nd, ok, bits, xs))
-        else:
-            pieces.append(_aligned_runs(nd, ok, min(bits, chip_bits), xs))
-    px = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    pv = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    pf = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.int64)
+    rx, rt = [], []  # the reads: input x read by tile t (at axon row res_of[x] * ns)
+    for t, tile in enumerate(tiles):
+        rows0 = tile.axon_src[::ns]  # periodic layout: replica r of residue q is row q * ns + r
+        q = np.flatnonzero(rows0 >= 0)
+        res_of[rows0[q]] = q
+        rx.append(rows0[q])
+        rt.append(np.full(len(q), t, dtype=np.int64))
+    rx = np.concatenate(rx) if rx else np.zeros(0, np.int64)
+    rt = np.concatenate(rt) if rt else np.zeros(0, np.int64)
+    chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
+    if bits <= min(SUBCUBE_BITS, chip_bits):
+        px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
+    else:
+        px, pv, pf = aligned_runs(rx, pos[rt], res_of[rx], pos, min(bits, chip_bits))
     tile_at = np.full(1 << bits, -1, dtype=np.int64)
     tile_at[pos] = np.arange(T)
     order = np.lexsort((pv, px))
@@ -91,23 +80,62 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
                    align=1 << int(pf.max(initial=0)).bit_length(), spread=T > spec.usable_cores)
 
 
-def _aligned_runs(nd: np.ndarray, ok: np.ndarray, max_level: int, xs: np.ndarray) -> tuple:
-    """Blocks that are aligned runs of 2^level positions (the low bits free)."""
-    takes, full, anyn = [nd.copy()], ok, nd
-    while anyn.shape[0] > 1 and len(takes) <= max_level:
-        full = full[0::2] & full[1::2]
-        anyn = anyn[0::2] | anyn[1::2]
-        takes.append(full & anyn)
-    covered = np.zeros_like(takes[-1])
-    out = []
-    for lv in range(len(takes) - 1, -1, -1):
-        if lv < len(takes) - 1:
-            covered = np.repeat(covered, 2, axis=0)
-        emit = takes[lv] & ~covered
-        b, xi = np.nonzero(emit)
-        out.append((xs[xi], b << lv, np.full(len(b), (1 << lv) - 1)))
-        covered |= emit
-    return tuple(np.concatenate([o[i] for o in out]).astype(np.int64) for i in range(3))
+def _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk) -> tuple:
+    """Sub-cube covers for a layer of at most 2^SUBCUBE_BITS tiles, on dense (position, input)
+    tables: a position is usable for an input it reads, or whose axon it leaves unused."""
+    T = len(tiles)
+    unused = np.stack([tile.axon_src[::ns] < 0 for tile in tiles])
+    need = np.zeros((T, X), dtype=bool)
+    need[rt, rx] = True
+    pieces = []
+    for x0 in range(0, X, chunk):
+        xs = np.arange(x0, min(x0 + chunk, X))
+        r = res_of[xs]
+        nd = np.zeros((1 << bits, len(xs)), dtype=bool)
+        ok = np.zeros((1 << bits, len(xs)), dtype=bool)
+        nd[pos] = need[:, xs]
+        ok[pos] = need[:, xs] | (unused[:, np.maximum(r, 0)] & (r >= 0)[None, :])
+        pieces.append(_subcubes(nd, ok, bits, xs))
+    return tuple(np.concatenate([p[i] for p in pieces]) if pieces else np.zeros(0, np.int64) for i in range(3))
+
+
+def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndarray, max_level: int) -> tuple:
+    """Blocks that are aligned runs of 2^level positions (the low bits free), from the reads
+    alone: input x[i] is read at position p[i] on axon residue r[i]. A block serves input x when
+    every position in it holds a tile that reads x or leaves residue r(x) unused, i.e. when all
+    its positions hold tiles and the tiles in it that use r(x) are exactly those that read x.
+    Each read takes its largest such block (usable blocks nest, so that is the block an aligned
+    cover taken top-down would emit). Costs O(reads x levels), not positions x inputs."""
+    if len(x) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    by_x = np.lexsort((p, x))  # reads of one input together, by position
+    by_r = np.lexsort((p, r))  # uses of one residue together, by position
+    level = np.zeros(len(x), dtype=np.int64)
+    alive = np.ones(len(x), dtype=bool)
+    for lv in range(1, max_level + 1):
+        b = p >> lv
+        present = np.bincount(positions >> lv, minlength=int(b.max()) + 1)
+        full = present[b] == 1 << lv
+        reads = _group_sizes(x[by_x], b[by_x], by_x)
+        uses = _group_sizes(r[by_r], b[by_r], by_r)
+        alive &= full & (reads == uses)
+        if not alive.any():
+            break
+        level[alive] = lv
+    start = p >> level << level
+    key = np.unique(np.stack([x, start, level]), axis=1)
+    return key[0], key[1], (1 << key[2]) - 1
+
+
+def _group_sizes(a: np.ndarray, b: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Size of each element's (a, b) group, given a and b sorted by (a, b) through perm,
+    returned in the original order."""
+    new = np.ones(len(a), dtype=bool)
+    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    gid = np.cumsum(new) - 1
+    out = np.empty(len(a), dtype=np.int64)
+    out[perm] = np.bincount(gid)[gid]
+    return out
 
 
 def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tuple:

@@ -78,12 +78,14 @@ def period(src: Population, proj: Projection, shape: TileShape) -> tuple[int, in
 def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
                region: tuple[int, int, int, int, int, int], level: int = 0,
                universe: np.ndarray | None = None, mult: np.ndarray | None = None,
-               periodic: tuple[int, int] | None = None) -> Tile:
+               periodic: tuple[int, int] | None = None, cache: dict | None = None) -> Tile:
     """Build one tile; with `universe` (sorted axon keys src*2 + negative), the tile configures
     exactly those axons whether it uses them or not (the whole-input-map baseline). `mult` gives
     each ANN neuron of the population its number of fan-out copies. With `periodic` (a chip
     whose axons OR spikes together), each source replica takes its own axon, numbered by input
-    position modulo the period, and the synapses carry the weights' signs."""
+    position modulo the period, and the synapses carry the weights' signs. There, tiles away from
+    the borders with the same channels, size and phase of the period have the same crossbar:
+    `cache` (one dict per layer) keeps it, and only the inputs the axons stand for are computed."""
     y0, y1, x0, x1, c0, c1 = region
     H, W, C = src.shape
     s, p = proj.stride, proj.padding
@@ -93,30 +95,46 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     ph, pw = py1 - py0, px1 - px0
     oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
     oy, ox = oy.ravel(), ox.ravel()
-    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
-    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
-    iy = oy[:, None] * s - p + ky[None, :]
-    ix = ox[:, None] * s - p + kx[None, :]
-    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
-    w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
-    live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
-    p_idx, k_idx, c_idx = np.nonzero(live)
     n = pop.replicas
     cg = c1 - c0
     n_ann = len(oy) * cg
+    interior = (y0 * s - p >= 0 and x0 * s - p >= 0 and (y1 - 1) * s - p + proj.kh <= H
+                and (x1 - 1) * s - p + proj.kw <= W)
+    ckey = None
+    if periodic is not None and cache is not None and interior:
+        ckey = (c0, c1, y1 - y0, x1 - x0, py0 % periodic[0], px0 % periodic[1])
+    if ckey is not None and ckey in cache:
+        base, local_src, axon_sign, axon_rep = cache[ckey]
+    else:
+        ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
+        ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
+        iy = oy[:, None] * s - p + ky[None, :]
+        ix = ox[:, None] * s - p + kx[None, :]
+        valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+        w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
+        live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
+        p_idx, k_idx, c_idx = np.nonzero(live)
     if periodic is not None:
-        pery, perx = periodic
-        ns = src.replicas
-        res = ((iy[p_idx, k_idx] % pery) * perx + ix[p_idx, k_idx] % perx) * C + ci[k_idx]
-        n_res = pery * perx * C
-        base = np.zeros((n_res, n_ann), dtype=np.int8)
-        base[res, p_idx * cg + c_idx] = w[k_idx, c_idx]
-        res_src = np.full(n_res, -1, dtype=np.int64)
-        res_src[res] = (iy[p_idx, k_idx] * W + ix[p_idx, k_idx]) * C + ci[k_idx]
-        base = np.repeat(base, ns, axis=0)  # each source replica has its own axon, same weights
-        axon_src = np.repeat(res_src, ns)
-        axon_sign = np.ones(len(axon_src), dtype=np.int8)
-        axon_rep = np.tile(np.arange(ns), n_res)
+        if ckey is None or ckey not in cache:
+            pery, perx = periodic
+            ns = src.replicas
+            jy, jx = iy[p_idx, k_idx], ix[p_idx, k_idx]
+            res = ((jy % pery) * perx + jx % perx) * C + ci[k_idx]
+            n_res = pery * perx * C
+            base = np.zeros((n_res, n_ann), dtype=np.int8)
+            base[res, p_idx * cg + c_idx] = w[k_idx, c_idx]
+            local_src = np.full(n_res, -1, dtype=np.int64)  # input of each residue, in the patch
+            local_src[res] = ((jy - py0) * pw + jx - px0) * C + ci[k_idx]
+            base = np.repeat(base, ns, axis=0)  # each source replica has its own axon, same weights
+            axon_sign = np.ones(n_res * ns, dtype=np.int8)
+            axon_rep = np.tile(np.arange(ns), n_res)
+            if ckey is not None:
+                cache[ckey] = (base, local_src, axon_sign, axon_rep)
+        lrc, lc = np.divmod(local_src, C)
+        ly, lx = np.divmod(lrc, pw)
+        res_src = np.where(local_src >= 0, ((ly + py0) * W + lx + px0) * C + lc, -1)
+        axon_src = np.repeat(res_src, src.replicas)
+        axon_sign, axon_rep = axon_sign.copy(), axon_rep.copy()  # tiles own their arrays
     else:
         local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
         key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
@@ -377,11 +395,13 @@ LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost
 LOOKAHEAD_TILES = 256  # larger layers take their own best shape
 
 
-def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> dict[str, TileShape]:
+def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None,
+                  cuts_made: dict | None = None) -> dict[str, TileShape]:
     """The searching half of tiling: a shape per on-chip layer, within the deadline. Layers are
     chosen last to first, since a layer's tiling decides how many fan-out copies its producer's
     neurons need. Where copies arise (multicast blocks, or destinations over the limit), a few
-    candidate shapes are each cut and weighed with the cores their producer then needs."""
+    candidate shapes are each cut and weighed with the cores their producer then needs; the cut
+    of the chosen one goes into `cuts_made` (layer -> shape, copies, tiles, fan-out), for cut_tiles."""
     from snnmap.passes.fanout import fan_out  # fanout imports this module
 
     order = chip_layers(g)
@@ -418,8 +438,9 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                 if best is not None and deadline is not None and deadline.expired():
                     break
                 if shape not in cuts:
-                    cuts[shape] = fan_out(src, cut_layer(name, pop, src, proj, shape, spec, m), spec).mult
-                pm = cuts[shape]
+                    tl = cut_layer(name, pop, src, proj, shape, spec, m)
+                    cuts[shape] = (tl, fan_out(src, tl, spec))
+                pm = cuts[shape][1].mult
                 try:
                     ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
                               else best_shape(ppop, psrc, pproj, spec, deadline, pm)[0])
@@ -435,6 +456,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                                   f"{spec.max_destinations}, neurons_per_core={spec.neurons_per_core})")
         shapes[name] = best[1]
         mult[src.name] = best[2]
+        if cuts_made is not None:
+            cuts_made[name] = (best[1], m, *cuts[best[1]])
     return shapes
 
 
@@ -526,19 +549,21 @@ def cut_layer(name: str, pop: Population, src: Population, proj: Projection, sha
         universe, periodic = (axon_universe(src, proj) if whole_input else None), None
     else:
         universe, periodic = None, (src.shape[:2] if whole_input else period(src, proj, shape))
-    tiles = []
+    tiles, cache = [], {}
     for region in regions(pop, shape, spec, mult):
-        tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe, mult, periodic))
+        tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe, mult, periodic,
+                                cache))
         if progress is not None:
             progress(1)
     return tiles
 
 
 def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole_input: bool = False,
-              progress=None) -> Tiling:
+              progress=None, cuts_made: dict | None = None) -> Tiling:
     """The fixed half: cut every layer by its shape and build each tile's axons and crossbar
     (with whole_input, every tile configures the layer's whole input map: the baseline). Last
-    layer first, since a layer's tiles decide its producer's fan-out copies."""
+    layer first, since a layer's tiles decide its producer's fan-out copies. A layer that
+    choose_shapes already cut (cuts_made) with this shape and the same copies is taken as cut."""
     from snnmap.passes.fanout import fan_out
 
     layers, fan = {}, {}
@@ -546,13 +571,29 @@ def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole
     mult: dict[str, np.ndarray] = {}
     for name in reversed(order):
         pop, src, proj = _layer(g, name)
-        tiles = cut_layer(name, pop, src, proj, shapes[name], spec, mult.get(name), whole_input, progress)
+        made = (cuts_made or {}).get(name)
+        if made is not None and not whole_input and made[0] == shapes[name] and \
+                _same_copies(made[1], mult.get(name)):
+            tiles, fan[src.name] = made[2], made[3]
+            if progress is not None:
+                progress(len(tiles))
+        else:
+            tiles = cut_layer(name, pop, src, proj, shapes[name], spec, mult.get(name), whole_input, progress)
+            fan[src.name] = fan_out(src, tiles, spec)
         layers[name] = tiles
-        fan[src.name] = fan_out(src, tiles, spec)
         if src.on_chip:
             mult[src.name] = fan[src.name].mult
     return Tiling({n: layers[n] for n in order}, dict(shapes), fan)
 
 
+def _same_copies(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two fan-out copy counts are the same (None: one copy of each neuron)."""
+    if a is None or b is None:
+        other = b if a is None else a
+        return other is None or bool((other == 1).all())
+    return np.array_equal(a, b)
+
+
 def tile_network(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None) -> Tiling:
-    return cut_tiles(g, choose_shapes(g, spec, deadline), spec)
+    made: dict = {}
+    return cut_tiles(g, choose_shapes(g, spec, deadline, made), spec, cuts_made=made)
