@@ -198,7 +198,13 @@ def export_nir_cmd(model, output):
 @click.option("--chips", "chips", default=None, help="Board of WxH chips (default: as few as fit, in a row).")
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
               help="npz with x images: traffic from their activity (default: uniform activity).")
-def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate):
+@click.option("--stages", default=None,
+              help="Cut the network into stages that each fit one chip (or the --chips board), run one after "
+                   "the other with the chip reconfigured between them: 'auto' (as few as fit) or a count.")
+@click.option("--batch", type=click.IntRange(1, 1 << 30), default=1000, show_default=True,
+              help="With --stages: images run per stage between reconfigurations (the summary's amortization).")
+def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate,
+                stages, batch):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -215,6 +221,9 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     if time_limit is not None and not time_limit > 0:
         raise SnnmapError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     board = _board(chips)
+    from snnmap.passes.stages import parse_stages
+
+    n_stages = parse_stages(stages)
     spec = load_chip(chip)
     qmodel = load_model(model)
     calibration = None
@@ -227,7 +236,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     bars = _Bars(not quiet)
     try:
         result = compile_model(qmodel, spec, time_limit=time_limit, tiling=tiling, progress=bars, placer=placer,
-                               seed=seed, chips=board, calibration=calibration, calibration_name=calibrate or "")
+                               seed=seed, chips=board, calibration=calibration, calibration_name=calibrate or "",
+                               stages=n_stages)
     finally:
         bars.close()
     write_image(result.image, output)
@@ -240,6 +250,10 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
                "cores_available": chips * spec.usable_cores, "cores_lower_bound": bound,
                "cores_baseline": baseline, "layers": layers, "placement": result.placement_report,
                "timings_s": result.timings}
+    if n_stages is not None:
+        rep = result.placement_report
+        rep["batch"] = batch
+        rep["reconfiguration_ms_per_image"] = rep["reconfiguration_ms_per_batch"] / batch
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
@@ -254,6 +268,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
             ("axon_util", "axon util", ".1%")]))
         bw, bh = result.placement_report["board"]
         where = f"one {spec.name} chip" if bw * bh == 1 else f"a board of {bw}x{bh} {spec.name} chips"
+        if n_stages is not None:
+            where = f"{img.stages} stage{'s' if img.stages > 1 else ''} of " + where
         base = "cannot map every layer" if baseline is None else f"{baseline} cores"
         click.echo(f"\n{len(img.cores)} cores on {where} ({chips} used, {bw * bh * spec.usable_cores} cores "
                    f"available); lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: "
@@ -273,6 +289,17 @@ def _placement_text(rep: dict) -> str:
     def gap(v):
         return "-" if v is None else f"{v:.1%}"
 
+    if rep["placer"] == "stages":
+        alt = rep["board_alternative"]
+        board = (f"a board of {alt['board'][0]}x{alt['board'][1]} chips" if alt["addressable"]
+                 else "more chips than the chip address holds")
+        return (f"stages: {rep['stages']} configurations of {min(rep['cores_per_stage'])}..{max(rep['cores_per_stage'])} "
+                f"cores, each placed in layer order; {rep['host_buffer_slots']:,} host buffer slots carry spikes "
+                f"between stages; reconfiguration {rep['reconfiguration_ms_per_batch']:.3f} ms per batch "
+                f"({rep['reconfiguration_ms_per_image']:.4f} ms per image at --batch {rep['batch']}, "
+                f"config_bits_per_s {rep['config_bits_per_s']:.3g})\n"
+                f"  instead of stages: {alt['chips']} chips of {rep['usable_cores']} cores on {board}, configured once "
+                f"(`snnmap simulate --json` models latency and energy of either; docs/benchmarks.md compares them)")
     if rep["placer"] == "blocks":
         return ("placement (blocks): layers along each chip's Morton order, each at a multiple of its largest "
                 "multicast block (the CP-SAT placer serves chips without multicast)")
@@ -302,7 +329,8 @@ def _placement_text(rep: dict) -> str:
               help="npz to write: pred (N,) int64, logits (N, classes) float64.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1 << 20),
-              help="Images simulated at once.")
+              help="Images simulated at once; on a staged image also the images each stage runs between "
+                   "reconfigurations (the model amortizes reconfiguration over them).")
 @click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Lose each spike of --drop-layer's output with this probability.")
 @click.option("--drop-layer", default="encoder", show_default=True, help="Layer whose output spikes --drop loses.")
@@ -355,8 +383,19 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
                 "static": float((out["energy_j"] - out["energy_sop_j"] - out["energy_hop_j"]).mean() * 1e3)},
             "tick_ms": [float(v) for v in out["tick_s"].mean(axis=1) * 1e3],
             "per_core": [{"chip": list(c.coord[:2]), "core": list(c.coord[2:]), "layer": img.layers[c.layer]["name"],
+                          **({"stage": c.stage} if img.stages > 1 else {}),
                           "spikes_per_image": float(v)} for c, v in zip(img.cores, out["core_spikes_per_image"])],
         })
+    if n and "stages" in out:
+        stg = out["stages"]
+        res["stages"] = {
+            "count": stg["count"], "batch": stg["batch"],
+            "stage_ms_per_image": [float(v) for v in stg["stage_s"].mean(axis=1) * 1e3],
+            "reconfiguration_ms_per_batch": [float(v) for v in stg["reconfiguration_s_per_batch"] * 1e3],
+            "reconfiguration_share": stg["reconfiguration_share"],
+            "config_bits": [int(v) for v in stg["config_bits"]],
+            "host_packets_in_per_image": [float(v) for v in stg["host_in_packets"].mean(axis=1)],
+            "host_packets_out_per_image": [float(v) for v in stg["host_out_packets"].mean(axis=1)]}
     if y is not None:
         res["accuracy"] = float((out["pred"] == y).mean()) if n else None
         res["correct"] = int((out["pred"] == y).sum())
@@ -381,6 +420,9 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
             click.echo(f"modeled on {img.spec.name}: {res['latency_ms_per_image']:.3f} ms and "
                        f"{res['energy_mj_per_image']:.3f} mJ per image, {res['throughput_images_per_s']:.0f} "
                        f"images/s pipelined (docs/chips.md: the model and its constants)")
+            if "stages" in res:
+                click.echo(f"  {res['stages']['count']} stages run one after the other in batches of {batch} images; "
+                           f"reconfiguration takes {res['stages']['reconfiguration_share']:.1%} of the time")
 
 
 @cli.command("report")

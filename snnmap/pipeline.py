@@ -79,13 +79,16 @@ def default_place_seconds(n_tiles: int) -> float:
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
                   tiling: str = "locality", progress=None, placer: str = "cpsat", seed: int = 0,
                   chips: tuple[int, int] | None = None, calibration: np.ndarray | None = None,
-                  calibration_name: str = "", place_seconds: float | None = None) -> CompileResult:
+                  calibration_name: str = "", place_seconds: float | None = None,
+                  stages: int | None = None) -> CompileResult:
     """time_limit bounds the searching passes (tile shapes, placement) on the clock; placement gets
     half of it as its budget (without one, default_place_seconds). tiling 'baseline' gives every
     core of a layer the layer's whole input map (for comparison). placer: cpsat (the passes),
     sequential or random (the baselines). chips: the board (W, H), default as few as fit in a row.
     calibration: images whose activity weighs the traffic (default: the uniform-activity model).
     place_seconds overrides the placement budget (benchmarks).
+    stages: cut the network into stages that each fit the board (chips, default one chip) and run
+    one after the other (passes/stages.py); 0 = as few as fit, else that many.
     progress, if given, is called as progress(pass_name, total) when a pass with many steps starts
     and returns a function called with the steps done."""
     if tiling not in TILINGS:
@@ -115,6 +118,8 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         drc.check_before_placement(g, tiles_by_layer, spec)
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
+    if stages is not None:
+        return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings)
     if spec.multicast:  # multicast blocks fix the layout: layers in Morton order (place_blocks.py)
         with _timer(timings, "place: blocks"):
             placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
@@ -217,3 +222,27 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
         classifier_w=model.classifier.weights, classifier_b=model.classifier.bias,
         host_ptr=routes.host_ptr, host_dest=routes.host_dest, cores=cores,
         info={"model": model.name, "chips": placement.chips, "cores": len(tiles)})
+
+
+def _compile_staged(model, g, order, tiling_: Tiling, spec: ChipSpec, chips, want: int, bounds, tiling: str,
+                    timings: dict) -> CompileResult:
+    """Tiles cut into stages of one board each (passes/stages.py), placed and routed per stage."""
+    from snnmap.passes import stages as st
+
+    n = sum(len(tiling_.layers[name]) for name in order)
+    board = make_board(spec, 0, chips or (1, 1))
+    with _timer(timings, "stages"):
+        stage = st.cut(n, board.slots, want)
+    with _timer(timings, "place: stages"):
+        placement = st.place(stage, board)
+    with _timer(timings, "route"):
+        routes = st.route_staged(g, tiling_, order, stage, placement, spec)
+    with _timer(timings, "assemble image"):
+        image = assemble(model, g, order, tiling_, placement, routes, spec)
+        st.attach(image, stage, routes)
+    image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
+    image.info["tiling"] = tiling
+    image.info["chips"] = board.chips_x * board.chips_y
+    report = {"placer": "stages", "seed": 0, "board": [board.chips_x, board.chips_y],
+              **st.summary(image, board)}
+    return CompileResult(image, tiling_, placement, bounds, timings, report)
