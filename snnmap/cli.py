@@ -294,8 +294,9 @@ def _placement_text(rep: dict) -> str:
         board = (f"a board of {alt['board'][0]}x{alt['board'][1]} chips" if alt["addressable"]
                  else "more chips than the chip address holds")
         return (f"stages: {rep['stages']} configurations of {min(rep['cores_per_stage'])}..{max(rep['cores_per_stage'])} "
-                f"cores, each placed in layer order; {rep['host_buffer_slots']:,} host buffer slots carry spikes "
-                f"between stages; reconfiguration {rep['reconfiguration_ms_per_batch']:.3f} ms per batch "
+                f"cores, each placed {'along the curve by its traffic' if rep['stage_placer'] == 'curve' else 'in tile order'}; cut where least traffic crosses: "
+                f"{rep['packets_through_host_per_image']:,.0f} of {rep['packets_per_image']:,.0f} packets per image "
+                f"through {rep['host_buffer_slots']:,} host buffer slots ({rep['traffic_model']}); reconfiguration {rep['reconfiguration_ms_per_batch']:.3f} ms per batch "
                 f"({rep['reconfiguration_ms_per_image']:.4f} ms per image at --batch {rep['batch']}, "
                 f"config_bits_per_s {rep['config_bits_per_s']:.3g})\n"
                 f"  instead of stages: {alt['chips']} chips of {rep['usable_cores']} cores on {board}, configured once "
@@ -477,7 +478,8 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         for r in s["layers"]:
             r["spike_hops"] = q["spike_hops_by_layer"][r["layer"]]
         bound = f"; lower bound {s['cores_lower_bound']}" if s.get("cores_lower_bound") else ""
-        lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){bound}; "
+        staged = f" in each of {s['stages']} stages (reconfigured in turn)" if s["stages"] > 1 else ""
+        lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){staged}{bound}; "
                  f"{s['ticks']} ticks",
                  f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses",
                  format_table([{**r, "bound": "" if r["bound"] is None else r["bound"]} for r in s["layers"]],
@@ -498,7 +500,9 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
 @cli.command("inspect")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--core", "core", default=None, help="Core to disassemble: X,Y on chip (0,0), or CX,CY,X,Y.")
-def inspect_cmd(image, core):
+@click.option("--stage", type=click.IntRange(0, None), default=0, show_default=True,
+              help="On a staged image: the stage whose core --core names.")
+def inspect_cmd(image, core, stage):
     """The image's sections, sizes and checksum, and one core disassembled.
 
     \b
@@ -520,7 +524,7 @@ def inspect_cmd(image, core):
         counts.setdefault(tag, []).append(len(payload))
     click.echo(f"{image}: snnmap image v{VERSION}, {len(raw)} bytes, sha256 {hashlib.sha256(raw[:-32]).hexdigest()}")
     click.echo(f"chip {img.spec.name}; {len(img.cores)} cores; k={img.k} B={img.B}; input {img.input_shape}; "
-               f"{img.ticks} ticks")
+               f"{img.ticks} ticks" + (f"; {img.stages} stages" if img.stages > 1 else ""))
     for tag, sizes in counts.items():
         click.echo(f"  {tag}: {len(sizes)} section(s), {sum(sizes)} bytes")
     if core is not None:
@@ -531,9 +535,10 @@ def inspect_cmd(image, core):
         if len(parts) not in (2, 4):
             raise SnnmapError(f"--core {core!r} is not X,Y or CX,CY,X,Y")
         coord = tuple(parts) if len(parts) == 4 else (0, 0, *parts)
-        match = [c for c in img.cores if c.coord == coord]
+        match = [c for c in img.cores if c.coord == coord and c.stage == stage]
         if not match:
-            raise SnnmapError(f"core {coord} is not configured in this image")
+            raise SnnmapError(f"core {coord} is not configured in this image"
+                              + (f" in stage {stage}" if img.stages > 1 or stage else ""))
         click.echo(disassemble(img, match[0]))
 
 

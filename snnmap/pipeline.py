@@ -119,7 +119,8 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
     if stages is not None:
-        return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings)
+        return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings,
+                               placer, calibration, calibration_name)
     if spec.multicast:  # multicast blocks fix the layout: layers in Morton order (place_blocks.py)
         with _timer(timings, "place: blocks"):
             placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
@@ -225,16 +226,25 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
 
 
 def _compile_staged(model, g, order, tiling_: Tiling, spec: ChipSpec, chips, want: int, bounds, tiling: str,
-                    timings: dict) -> CompileResult:
-    """Tiles cut into stages of one board each (passes/stages.py), placed and routed per stage."""
+                    timings: dict, placer: str, calibration, calibration_name: str) -> CompileResult:
+    """Tiles cut into stages of one board each (passes/stages.py), placed and routed per stage:
+    along the curve by their traffic (placer cpsat: its first pass; CP-SAT itself is not run per
+    stage), or in tile order (placer sequential or random)."""
     from snnmap.passes import stages as st
 
     n = sum(len(tiling_.layers[name]) for name in order)
     board = make_board(spec, 0, chips or (1, 1))
+    with _timer(timings, "traffic"):
+        from snnmap.passes.traffic import calibrated_counts, tile_traffic
+
+        counts = None if calibration is None else calibrated_counts(model, calibration)
+        desc = None if calibration is None else \
+            f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+        traffic = tile_traffic(g, tiling_, order, counts, desc)
     with _timer(timings, "stages"):
-        stage = st.cut(n, board.slots, want)
+        stage = st.cut(n, board.slots, want, st.cut_costs(traffic, n))
     with _timer(timings, "place: stages"):
-        placement = st.place(stage, board)
+        placement = st.place(stage, board, traffic if placer == "cpsat" else None)
     with _timer(timings, "route"):
         routes = st.route_staged(g, tiling_, order, stage, placement, spec)
     with _timer(timings, "assemble image"):
@@ -243,6 +253,10 @@ def _compile_staged(model, g, order, tiling_: Tiling, spec: ChipSpec, chips, wan
     image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
     image.info["tiling"] = tiling
     image.info["chips"] = board.chips_x * board.chips_y
-    report = {"placer": "stages", "seed": 0, "board": [board.chips_x, board.chips_y],
+    cross = float(traffic.packets[stage[traffic.src] != stage[traffic.dst]].sum())
+    report = {"placer": "stages", "stage_placer": "curve" if placer == "cpsat" else "sequential",
+              "packets_per_image": traffic.total, "packets_through_host_per_image": cross,
+              "traffic_model": traffic.model,
+              "seed": 0, "board": [board.chips_x, board.chips_y],
               **st.summary(image, board)}
     return CompileResult(image, tiling_, placement, bounds, timings, report)

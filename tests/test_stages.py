@@ -136,6 +136,10 @@ def test_cut():
         cut(10, 4, 2)
     with pytest.raises(SnnmapError, match="more stages"):
         cut(10, 4, 11)
+    c = np.zeros(11)
+    c[1:10] = [5, 5, 5, 1, 5, 5, 1, 5, 5]  # cheap cuts before tiles 4 and 7
+    assert cut(10, 4, 0, c).tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert cut(10, 4, 4, c).tolist() == [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert parse_stages("auto") == 0 and parse_stages("7") == 7 and parse_stages(None) is None
     for bad in ("0", "-1", "x", "1.5", "", "99999999"):
         with pytest.raises(SnnmapError):
@@ -193,3 +197,21 @@ def test_published_lenet_in_three_stages_is_exact(lenet_model, mnist):
     for t, want in enumerate(ref["counts"][1:]):
         assert np.array_equal(out["layer_spikes"][t], want.reshape(len(x), -1).sum(axis=1))
     assert (out["pred"] == mnist["y_test"][:1000]).mean() > 0.98
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 12), cap=st.integers(1, 6), extra=st.integers(0, 3), seed=st.integers(0, 2**32 - 1))
+def test_cut_is_the_cheapest(n, cap, extra, seed):
+    """The dynamic programme against every way to cut n tiles into S stages of at most cap."""
+    import itertools
+
+    S = min(n, -(-n // cap) + extra)
+    c = np.random.default_rng(seed).integers(0, 5, n + 1).astype(float)
+    stage = cut(n, cap, S, c)
+    assert np.all(np.diff(stage) >= 0) and stage[0] == 0 and stage[-1] == S - 1
+    sizes = np.bincount(stage, minlength=S)
+    assert sizes.min() >= 1 and sizes.max() <= cap
+    got = c[np.flatnonzero(np.diff(stage)) + 1].sum()
+    best = min(c[list(k)].sum() for k in itertools.combinations(range(1, n), S - 1)
+               if all(b - a <= cap for a, b in zip((0, *k), (*k, n))))
+    assert got == best

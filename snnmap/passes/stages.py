@@ -47,9 +47,11 @@ def parse_stages(text: str | None) -> int | None:
     return n
 
 
-def cut(n_tiles: int, capacity: int, want: int) -> np.ndarray:
-    """Stage of each tile (tiles in layer order): `want` stages (0: as few as fit), sizes as even
-    as possible, each within `capacity` cores."""
+def cut(n_tiles: int, capacity: int, want: int, cut_cost: np.ndarray | None = None) -> np.ndarray:
+    """Stage of each tile (tiles in layer order): `want` stages (0: as few as fit), each within
+    `capacity` cores. cut_cost[p] (p = 1..n-1) prices a cut before tile p (the packets per image
+    that then go through the host buffer); the cuts minimize its sum (dynamic programme), else the
+    stages are as even as possible."""
     need = max(1, -(-n_tiles // capacity))
     if want == 0:
         want = need
@@ -57,19 +59,53 @@ def cut(n_tiles: int, capacity: int, want: int) -> np.ndarray:
         raise SnnmapError(f"--stages {want}: {n_tiles} cores need at least {need} stages of {capacity} cores")
     if want > max(1, n_tiles):
         raise SnnmapError(f"--stages {want}: more stages than the {n_tiles} cores the network needs")
-    size, extra = divmod(n_tiles, want)
-    sizes = np.full(want, size, dtype=np.int64)
-    sizes[:extra] += 1
+    if cut_cost is None or want == 1:
+        size, extra = divmod(n_tiles, want)
+        sizes = np.full(want, size, dtype=np.int64)
+        sizes[:extra] += 1
+        return np.repeat(np.arange(want, dtype=np.int64), sizes)
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    c = np.zeros(n_tiles + 1)
+    c[1:n_tiles] = cut_cost[1:n_tiles]
+    # f[p]: least cost of the stages so far ending with a cut before tile p; a stage takes 1..capacity tiles
+    w = min(capacity, n_tiles)
+    f = np.full(n_tiles + 1, np.inf)
+    f[0] = 0.0
+    back = np.zeros((want, n_tiles + 1), dtype=np.int64)
+    for k in range(want):
+        win = sliding_window_view(np.r_[np.full(w, np.inf), f[:-1]], w)  # row p: f[p - w .. p - 1]
+        arg = win.argmin(axis=1)
+        f = win[np.arange(n_tiles + 1), arg] + c
+        back[k] = np.arange(n_tiles + 1) - w + arg
+    if not np.isfinite(f[n_tiles]):
+        raise AssertionError("no cut fits")
+    ends = [n_tiles]
+    for k in range(want - 1, 0, -1):
+        ends.append(int(back[k, ends[-1]]))
+    sizes = np.diff(np.r_[0, ends[::-1]])
     return np.repeat(np.arange(want, dtype=np.int64), sizes)
 
 
-def place(stage: np.ndarray, board: Board) -> Placement:
-    """Each stage's tiles on the board in order (the sequential fill: a stage holds consecutive
-    tiles of one or two layers, so neighbours in the order are mostly partners)."""
+def place(stage: np.ndarray, board: Board, traffic=None) -> Placement:
+    """Each stage's tiles on the board: along the space-filling curve ordered by the traffic within
+    the stage (place_curve.py), or without traffic in tile order (the sequential fill)."""
+    from snnmap.passes.place_curve import place_curve
+    from snnmap.passes.traffic import Traffic
+
     coords = np.zeros((len(stage), 4), dtype=np.int64)
     for s in np.unique(stage):
         idx = np.flatnonzero(stage == s)
-        coords[idx] = board.coords(sequential_slots(len(idx), board))
+        if traffic is None:
+            slots = sequential_slots(len(idx), board)
+        else:
+            local = np.full(len(stage), -1, dtype=np.int64)
+            local[idx] = np.arange(len(idx))
+            inside = (local[traffic.src] >= 0) & (local[traffic.dst] >= 0)
+            sub = Traffic(local[traffic.src[inside]], local[traffic.dst[inside]], traffic.packets[inside],
+                          traffic.model)
+            slots = place_curve(len(idx), board, sub)
+        coords[idx] = board.coords(slots)
     return Placement(coords)
 
 
@@ -85,6 +121,15 @@ def _virtual(spec: ChipSpec, n_tiles: int) -> ChipSpec:
     """A spec in which tile i is chip (i, 0) with one core: words then name their tile."""
     return replace(spec, mesh_w=1, mesh_h=1, core_x_bits=1, core_y_bits=1, chip_y_bits=1,
                    chip_x_bits=max(1, int(n_tiles).bit_length()), multicast=False, reserved_corner=0)
+
+
+def cut_costs(traffic, n_tiles: int) -> np.ndarray:
+    """Packets per image that a cut before tile p sends through the host: traffic from a tile
+    before p to one at or after it."""
+    d = np.zeros(n_tiles + 2)
+    np.add.at(d, np.minimum(traffic.src, traffic.dst) + 1, traffic.packets)
+    np.add.at(d, np.maximum(traffic.src, traffic.dst) + 1, -traffic.packets)
+    return np.cumsum(d)[:n_tiles + 1]
 
 
 def route_staged(g, tiling, order: list[str], stage: np.ndarray, placement: Placement,
