@@ -390,7 +390,7 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     if n and "stages" in out:
         stg = out["stages"]
         res["stages"] = {
-            "count": stg["count"], "batch": stg["batch"],
+            "count": stg["count"], "batch": stg["batch"], "batch_latency_ms": float(stg["batch_s"] * 1e3),
             "stage_ms_per_image": [float(v) for v in stg["stage_s"].mean(axis=1) * 1e3],
             "reconfiguration_ms_per_batch": [float(v) for v in stg["reconfiguration_s_per_batch"] * 1e3],
             "reconfiguration_share": stg["reconfiguration_share"],

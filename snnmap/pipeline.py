@@ -96,12 +96,15 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
     if placer not in PLACERS:
         raise SnnmapError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     spec.check("chip spec")  # a spec built in Python skipped the loader's checks
+    if stages is not None and spec.multicast:
+        raise SnnmapError("--stages serves chips without multicast for now (the block placer lays each layer "
+                          "over the whole chip)")
     deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):
         g = convert(model)
     with _timer(timings, "drc (layers)"):
-        drc.check_before_tiling(g, spec)
+        drc.check_before_tiling(g, spec, staged=stages is not None)
     with _timer(timings, "bounds"):
         bounds = layer_bounds(g, spec)
     with _timer(timings, "tile shapes"):
@@ -115,7 +118,7 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         step = progress("cutting tiles", total) if progress is not None else None
         tiles_by_layer = cut_tiles(g, shapes, spec, whole_input=tiling == "baseline", progress=step)
     with _timer(timings, "drc (tiles)"):
-        drc.check_before_placement(g, tiles_by_layer, spec)
+        drc.check_before_placement(g, tiles_by_layer, spec, staged=stages is not None, chips_given=chips is not None)
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
     if stages is not None:

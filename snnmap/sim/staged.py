@@ -123,10 +123,14 @@ def cost(spec, chips: int, stage_cycles: np.ndarray, io: np.ndarray, config_bits
     time_s = stage_s.sum(axis=0)
     energy = spec.energy_per_sop_j * sops + spec.energy_per_hop_j * hops + spec.static_power_w * chips * time_s
     tick_s = np.concatenate([host_in.sum(axis=0)[None], stage_cycles[:, 1:].sum(axis=0)]) / spec.clock_hz
+    # every image of a batch waits for the whole batch: the time from the first image in to the
+    # last result out
+    batch_s = (time_s.mean() * batch) if time_s.size else 0.0
     return {"latency_s": time_s, "period_s": time_s, "energy_j": energy, "tick_s": tick_s,
             "energy_sop_j": spec.energy_per_sop_j * sops, "energy_hop_j": spec.energy_per_hop_j * hops,
-            "stages": {"count": S, "batch": batch, "stage_s": stage_s, "run_s": run_s,
+            "stages": {"count": S, "batch": batch, "batch_s": batch_s, "stage_s": stage_s, "run_s": run_s,
                        "reconfiguration_s_per_batch": reconf_s, "config_bits": config_bits,
                        "host_in_packets": io[:S], "host_out_packets": io[S:],
+                       "stage_cycles": stage_cycles, "host_io": io,  # to re-cost another batch size
                        "reconfiguration_share": float(reconf_s.sum() / batch / max(time_s.mean(), 1e-300))
                        if time_s.size else 0.0}}
