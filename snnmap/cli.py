@@ -405,7 +405,8 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     if trace:
         buf = io.BytesIO()
         np.savez(buf, trace=out["trace"], core_tick=np.array([c.tick for c in img.cores], np.int64),
-                 core_coord=np.array([c.coord for c in img.cores], np.int64).reshape(-1, 4))
+                 core_coord=np.array([c.coord for c in img.cores], np.int64).reshape(-1, 4),
+                 core_stage=np.array([c.stage for c in img.cores], np.int64))
         write_bytes_atomic(trace, buf.getvalue())
     if output:
         buf = io.BytesIO()
