@@ -55,6 +55,9 @@ def cut(n_tiles: int, capacity: int, want: int, cut_cost: np.ndarray | None = No
     need = max(1, -(-n_tiles // capacity))
     if want == 0:
         want = need
+    if want > 1 << 15:
+        raise SnnmapError(f"--stages: {n_tiles} cores need {want} stages of {capacity} cores, over the image's "
+                          f"limit of {1 << 15}")
     if want < need:
         raise SnnmapError(f"--stages {want}: {n_tiles} cores need at least {need} stages of {capacity} cores")
     if want > max(1, n_tiles):
@@ -247,6 +250,8 @@ def summary(image, board: Board) -> dict:
 
 
 def _board_shape(chips: int, spec: ChipSpec) -> list[int]:
-    """The smallest near-square W x H of chips holding `chips` within the chip address bits."""
+    """A board of `chips`: a row where the chip address allows (the default board), else near-square."""
+    if chips <= 1 << spec.chip_x_bits:
+        return [chips, 1]
     w = min(1 << spec.chip_x_bits, max(1, int(np.ceil(np.sqrt(chips)))))
     return [w, -(-chips // w)]
