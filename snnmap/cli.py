@@ -198,7 +198,13 @@ def export_nir_cmd(model, output):
 @click.option("--chips", "chips", default=None, help="Board of WxH chips (default: as few as fit, in a row).")
 @click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
               help="npz with x images: traffic from their activity (default: uniform activity).")
-def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate):
+@click.option("--stages", default=None,
+              help="Cut the network into stages that each fit one chip (or the --chips board), run one after "
+                   "the other with the chip reconfigured between them: 'auto' (as few as fit) or a count.")
+@click.option("--batch", type=click.IntRange(1, 1 << 30), default=1000, show_default=True,
+              help="With --stages: images run per stage between reconfigurations (the summary's amortization).")
+def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate,
+                stages, batch):
     """Compile a model file into a binary configuration image.
 
     \b
@@ -215,6 +221,9 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     if time_limit is not None and not time_limit > 0:
         raise SnnmapError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     board = _board(chips)
+    from snnmap.passes.stages import parse_stages
+
+    n_stages = parse_stages(stages)
     spec = load_chip(chip)
     qmodel = load_model(model)
     calibration = None
@@ -227,7 +236,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     bars = _Bars(not quiet)
     try:
         result = compile_model(qmodel, spec, time_limit=time_limit, tiling=tiling, progress=bars, placer=placer,
-                               seed=seed, chips=board, calibration=calibration, calibration_name=calibrate or "")
+                               seed=seed, chips=board, calibration=calibration, calibration_name=calibrate or "",
+                               stages=n_stages)
     finally:
         bars.close()
     write_image(result.image, output)
@@ -240,6 +250,10 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
                "cores_available": chips * spec.usable_cores, "cores_lower_bound": bound,
                "cores_baseline": baseline, "layers": layers, "placement": result.placement_report,
                "timings_s": result.timings}
+    if n_stages is not None:
+        rep = result.placement_report
+        rep["batch"] = batch
+        rep["reconfiguration_ms_per_image"] = rep["reconfiguration_ms_per_batch"] / batch
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
@@ -254,6 +268,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
             ("axon_util", "axon util", ".1%")]))
         bw, bh = result.placement_report["board"]
         where = f"one {spec.name} chip" if bw * bh == 1 else f"a board of {bw}x{bh} {spec.name} chips"
+        if n_stages is not None:
+            where = f"{img.stages} stage{'s' if img.stages > 1 else ''} of " + where
         base = "cannot map every layer" if baseline is None else f"{baseline} cores"
         click.echo(f"\n{len(img.cores)} cores on {where} ({chips} used, {bw * bh * spec.usable_cores} cores "
                    f"available); lower bound {bound} ({len(img.cores) / bound:.2f}x); whole-input-map baseline: "
@@ -273,6 +289,18 @@ def _placement_text(rep: dict) -> str:
     def gap(v):
         return "-" if v is None else f"{v:.1%}"
 
+    if rep["placer"] == "stages":
+        alt = rep["board_alternative"]
+        board = (f"a board of {alt['board'][0]}x{alt['board'][1]} chips" if alt["addressable"]
+                 else "more chips than the chip address holds")
+        return (f"stages: {rep['stages']} configurations of {min(rep['cores_per_stage'])}..{max(rep['cores_per_stage'])} "
+                f"cores, each placed {'along the curve by its traffic' if rep['stage_placer'] == 'curve' else 'in tile order'}; cut where least traffic crosses: "
+                f"{rep['packets_through_host_per_image']:,.0f} of {rep['packets_per_image']:,.0f} packets per image "
+                f"through {rep['host_buffer_slots']:,} host buffer slots ({rep['traffic_model']}); reconfiguration {rep['reconfiguration_ms_per_batch']:.3f} ms per batch "
+                f"({rep['reconfiguration_ms_per_image']:.4f} ms per image at --batch {rep['batch']}, "
+                f"config_bits_per_s {rep['config_bits_per_s']:.3g})\n"
+                f"  instead of stages: {alt['chips']} chips of {rep['usable_cores']} cores on {board}, configured once "
+                f"(`snnmap simulate --json` models latency and energy of either; docs/benchmarks.md compares them)")
     if rep["placer"] == "blocks":
         return ("placement (blocks): layers along each chip's Morton order, each at a multiple of its largest "
                 "multicast block (the CP-SAT placer serves chips without multicast)")
@@ -302,7 +330,8 @@ def _placement_text(rep: dict) -> str:
               help="npz to write: pred (N,) int64, logits (N, classes) float64.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 1 << 20),
-              help="Images simulated at once.")
+              help="Images simulated at once; on a staged image also the images each stage runs between "
+                   "reconfigurations (the model amortizes reconfiguration over them).")
 @click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Lose each spike of --drop-layer's output with this probability.")
 @click.option("--drop-layer", default="encoder", show_default=True, help="Layer whose output spikes --drop loses.")
@@ -355,8 +384,19 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
                 "static": float((out["energy_j"] - out["energy_sop_j"] - out["energy_hop_j"]).mean() * 1e3)},
             "tick_ms": [float(v) for v in out["tick_s"].mean(axis=1) * 1e3],
             "per_core": [{"chip": list(c.coord[:2]), "core": list(c.coord[2:]), "layer": img.layers[c.layer]["name"],
+                          **({"stage": c.stage} if img.stages > 1 else {}),
                           "spikes_per_image": float(v)} for c, v in zip(img.cores, out["core_spikes_per_image"])],
         })
+    if n and "stages" in out:
+        stg = out["stages"]
+        res["stages"] = {
+            "count": stg["count"], "batch": stg["batch"], "batch_latency_ms": float(stg["batch_s"] * 1e3),
+            "stage_ms_per_image": [float(v) for v in stg["stage_s"].mean(axis=1) * 1e3],
+            "reconfiguration_ms_per_batch": [float(v) for v in stg["reconfiguration_s_per_batch"] * 1e3],
+            "reconfiguration_share": stg["reconfiguration_share"],
+            "config_bits": [int(v) for v in stg["config_bits"]],
+            "host_packets_in_per_image": [float(v) for v in stg["host_in_packets"].mean(axis=1)],
+            "host_packets_out_per_image": [float(v) for v in stg["host_out_packets"].mean(axis=1)]}
     if y is not None:
         res["accuracy"] = float((out["pred"] == y).mean()) if n else None
         res["correct"] = int((out["pred"] == y).sum())
@@ -365,7 +405,8 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     if trace:
         buf = io.BytesIO()
         np.savez(buf, trace=out["trace"], core_tick=np.array([c.tick for c in img.cores], np.int64),
-                 core_coord=np.array([c.coord for c in img.cores], np.int64).reshape(-1, 4))
+                 core_coord=np.array([c.coord for c in img.cores], np.int64).reshape(-1, 4),
+                 core_stage=np.array([c.stage for c in img.cores], np.int64))
         write_bytes_atomic(trace, buf.getvalue())
     if output:
         buf = io.BytesIO()
@@ -381,6 +422,9 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
             click.echo(f"modeled on {img.spec.name}: {res['latency_ms_per_image']:.3f} ms and "
                        f"{res['energy_mj_per_image']:.3f} mJ per image, {res['throughput_images_per_s']:.0f} "
                        f"images/s pipelined (docs/chips.md: the model and its constants)")
+            if "stages" in res:
+                click.echo(f"  {res['stages']['count']} stages run one after the other in batches of {batch} images; "
+                           f"reconfiguration takes {res['stages']['reconfiguration_share']:.1%} of the time")
 
 
 @cli.command("report")
@@ -435,7 +479,8 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         for r in s["layers"]:
             r["spike_hops"] = q["spike_hops_by_layer"][r["layer"]]
         bound = f"; lower bound {s['cores_lower_bound']}" if s.get("cores_lower_bound") else ""
-        lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){bound}; "
+        staged = f" in each of {s['stages']} stages (reconfigured in turn)" if s["stages"] > 1 else ""
+        lines = [f"{s['cores']} cores used of {s['cores_available']} on {s['chips']} {s['chip']} chip(s){staged}{bound}; "
                  f"{s['ticks']} ticks",
                  f"{s['neurons']} neurons, {s['axons']} axons, {s['synapses']} synapses",
                  format_table([{**r, "bound": "" if r["bound"] is None else r["bound"]} for r in s["layers"]],
@@ -456,7 +501,9 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
 @cli.command("inspect")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--core", "core", default=None, help="Core to disassemble: X,Y on chip (0,0), or CX,CY,X,Y.")
-def inspect_cmd(image, core):
+@click.option("--stage", type=click.IntRange(0, None), default=0, show_default=True,
+              help="On a staged image: the stage whose core --core names.")
+def inspect_cmd(image, core, stage):
     """The image's sections, sizes and checksum, and one core disassembled.
 
     \b
@@ -478,7 +525,7 @@ def inspect_cmd(image, core):
         counts.setdefault(tag, []).append(len(payload))
     click.echo(f"{image}: snnmap image v{VERSION}, {len(raw)} bytes, sha256 {hashlib.sha256(raw[:-32]).hexdigest()}")
     click.echo(f"chip {img.spec.name}; {len(img.cores)} cores; k={img.k} B={img.B}; input {img.input_shape}; "
-               f"{img.ticks} ticks")
+               f"{img.ticks} ticks" + (f"; {img.stages} stages" if img.stages > 1 else ""))
     for tag, sizes in counts.items():
         click.echo(f"  {tag}: {len(sizes)} section(s), {sum(sizes)} bytes")
     if core is not None:
@@ -489,9 +536,10 @@ def inspect_cmd(image, core):
         if len(parts) not in (2, 4):
             raise SnnmapError(f"--core {core!r} is not X,Y or CX,CY,X,Y")
         coord = tuple(parts) if len(parts) == 4 else (0, 0, *parts)
-        match = [c for c in img.cores if c.coord == coord]
+        match = [c for c in img.cores if c.coord == coord and c.stage == stage]
         if not match:
-            raise SnnmapError(f"core {coord} is not configured in this image")
+            raise SnnmapError(f"core {coord} is not configured in this image"
+                              + (f" in stage {stage}" if img.stages > 1 or stage else ""))
         click.echo(disassemble(img, match[0]))
 
 

@@ -8,10 +8,10 @@ from snnmap.chip import address
 from snnmap.image.format import ChipImage, CoreImage
 
 
-def _dest_text(img: ChipImage, word) -> str:
+def _dest_text(img: ChipImage, word, tick: int) -> str:
     is_host, cx, cy, x, y, low = (int(v[0]) for v in address.decode(img.spec, np.array([word], np.uint64)))
     if is_host:
-        return f"host feature {low}"
+        return f"host feature {low}" if tick == img.ticks else f"host buffer slot {low}"
     return f"chip ({cx},{cy}) core ({x},{y}) axon {low}"
 
 
@@ -19,7 +19,8 @@ def disassemble(img: ChipImage, c: CoreImage, rows: int = 16, cols: int = 48) ->
     spec = img.spec
     lay = img.layers[c.layer]["name"]
     syn = np.count_nonzero(c.crossbar, axis=1)
-    out = [f"core chip ({c.coord[0]},{c.coord[1]}) core ({c.coord[2]},{c.coord[3]}): layer {lay} tile {c.tile}, "
+    out = [f"core chip ({c.coord[0]},{c.coord[1]}) core ({c.coord[2]},{c.coord[3]})"
+           + (f" of stage {c.stage}" if img.stages > 1 else "") + f": layer {lay} tile {c.tile}, "
            f"tick {c.tick}, fan-in level {c.level}; {c.axons}/{spec.axons_at(c.level)} axons, "
            f"{c.neurons}/{spec.neurons_at(c.level)} neurons, {int(syn.sum())} synapses, {len(c.dest)} destinations"]
     out.append(f"axons (first {min(rows, c.axons)}): index bank sign synapses")
@@ -28,7 +29,7 @@ def disassemble(img: ChipImage, c: CoreImage, rows: int = 16, cols: int = 48) ->
     out.append(f"neurons (first {min(rows, c.neurons)}): index threshold destinations")
     for n in range(min(rows, c.neurons)):
         d = c.dest[int(c.dest_ptr[n]):int(c.dest_ptr[n + 1])]
-        shown = "; ".join(_dest_text(img, w) for w in d[:3]) + (f"; ... ({len(d)} in all)" if len(d) > 3 else "")
+        shown = "; ".join(_dest_text(img, w, c.tick) for w in d[:3]) + (f"; ... ({len(d)} in all)" if len(d) > 3 else "")
         out.append(f"  {n:5d} {int(c.thresholds[n]):9d}  {shown}")
     out.append(f"crossbar (axons 0..{min(rows, c.axons) - 1} x neurons 0..{min(cols, c.neurons) - 1}; "
                f"+/- synapse on a positive/negative axon, . none)")

@@ -73,13 +73,24 @@ def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = Non
     a random placement: the cores' positions shuffled over the same slots."""
     spec = img.spec
     coords = np.array([c.coord for c in img.cores], dtype=np.int64).reshape(-1, 4)
+    # a staged image repeats coordinates across stages: keys carry the stage, and a random
+    # placement shuffles the cores within each stage
+    stage = np.array([c.stage for c in img.cores], dtype=np.uint64)
+    shift = np.uint64(address.address_bits(spec) - address.core_shift(spec))
     keys = address.encode(spec, coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3], 0) >> np.uint64(
-        address.core_shift(spec))
+        address.core_shift(spec)) | stage << shift
     order = np.argsort(keys)
-    place = coords if seed is None else coords[np.random.default_rng(seed).permutation(len(coords))]
+    place = coords
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        perm = np.arange(len(coords))
+        for s in np.unique(stage):
+            idx = np.flatnonzero(stage == s)
+            perm[idx] = idx[rng.permutation(len(idx))]
+        place = coords[perm]
     total = np.zeros(len(img.cores))
     for i, w, words, *_ in _traffic(img, per_core_weight):
-        dkeys = words >> np.uint64(address.core_shift(spec))
+        dkeys = words >> np.uint64(address.core_shift(spec)) | stage[i] << shift
         dst = order[np.searchsorted(keys[order], dkeys)]
         hops = address.route_hops(spec, place[i], place[dst].T)
         total[i] = w * float(hops.sum())

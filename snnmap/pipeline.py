@@ -79,13 +79,16 @@ def default_place_seconds(n_tiles: int) -> float:
 def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = None,
                   tiling: str = "locality", progress=None, placer: str = "cpsat", seed: int = 0,
                   chips: tuple[int, int] | None = None, calibration: np.ndarray | None = None,
-                  calibration_name: str = "", place_seconds: float | None = None) -> CompileResult:
+                  calibration_name: str = "", place_seconds: float | None = None,
+                  stages: int | None = None) -> CompileResult:
     """time_limit bounds the searching passes (tile shapes, placement) on the clock; placement gets
     half of it as its budget (without one, default_place_seconds). tiling 'baseline' gives every
     core of a layer the layer's whole input map (for comparison). placer: cpsat (the passes),
     sequential or random (the baselines). chips: the board (W, H), default as few as fit in a row.
     calibration: images whose activity weighs the traffic (default: the uniform-activity model).
     place_seconds overrides the placement budget (benchmarks).
+    stages: cut the network into stages that each fit the board (chips, default one chip) and run
+    one after the other (passes/stages.py); 0 = as few as fit, else that many.
     progress, if given, is called as progress(pass_name, total) when a pass with many steps starts
     and returns a function called with the steps done."""
     if tiling not in TILINGS:
@@ -93,12 +96,15 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
     if placer not in PLACERS:
         raise SnnmapError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     spec.check("chip spec")  # a spec built in Python skipped the loader's checks
+    if stages is not None and spec.multicast:
+        raise SnnmapError("--stages serves chips without multicast for now (the block placer lays each layer "
+                          "over the whole chip)")
     deadline = Deadline(time_limit)
     timings: dict[str, float] = {}
     with _timer(timings, "convert"):
         g = convert(model)
     with _timer(timings, "drc (layers)"):
-        drc.check_before_tiling(g, spec)
+        drc.check_before_tiling(g, spec, staged=stages is not None)
     with _timer(timings, "bounds"):
         bounds = layer_bounds(g, spec)
     made: dict = {}  # layers the shape search already cut
@@ -113,9 +119,12 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         step = progress("cutting tiles", total) if progress is not None else None
         tiles_by_layer = cut_tiles(g, shapes, spec, whole_input=tiling == "baseline", progress=step, cuts_made=made)
     with _timer(timings, "drc (tiles)"):
-        drc.check_before_placement(g, tiles_by_layer, spec)
+        drc.check_before_placement(g, tiles_by_layer, spec, staged=stages is not None, chips_given=chips is not None)
     order = chip_layers(g)
     tiles = tiles_by_layer.all_tiles(order)
+    if stages is not None:
+        return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings,
+                               placer, calibration, calibration_name)
     if spec.multicast:  # multicast blocks fix the layout: layers in Morton order (place_blocks.py)
         with _timer(timings, "place: blocks"):
             placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
@@ -218,3 +227,40 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
         classifier_w=model.classifier.weights, classifier_b=model.classifier.bias,
         host_ptr=routes.host_ptr, host_dest=routes.host_dest, cores=cores,
         info={"model": model.name, "chips": placement.chips, "cores": len(tiles)})
+
+
+def _compile_staged(model, g, order, tiling_: Tiling, spec: ChipSpec, chips, want: int, bounds, tiling: str,
+                    timings: dict, placer: str, calibration, calibration_name: str) -> CompileResult:
+    """Tiles cut into stages of one board each (passes/stages.py), placed and routed per stage:
+    along the curve by their traffic (placer cpsat: its first pass; CP-SAT itself is not run per
+    stage), or in tile order (placer sequential or random)."""
+    from snnmap.passes import stages as st
+
+    n = sum(len(tiling_.layers[name]) for name in order)
+    board = make_board(spec, 0, chips or (1, 1))
+    with _timer(timings, "traffic"):
+        from snnmap.passes.traffic import calibrated_counts, tile_traffic
+
+        counts = None if calibration is None else calibrated_counts(model, calibration)
+        desc = None if calibration is None else \
+            f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+        traffic = tile_traffic(g, tiling_, order, counts, desc)
+    with _timer(timings, "stages"):
+        stage = st.cut(n, board.slots, want, st.cut_costs(traffic, n))
+    with _timer(timings, "place: stages"):
+        placement = st.place(stage, board, traffic if placer == "cpsat" else None)
+    with _timer(timings, "route"):
+        routes = st.route_staged(g, tiling_, order, stage, placement, spec)
+    with _timer(timings, "assemble image"):
+        image = assemble(model, g, order, tiling_, placement, routes, spec)
+        st.attach(image, stage, routes)
+    image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
+    image.info["tiling"] = tiling
+    image.info["chips"] = board.chips_x * board.chips_y
+    cross = float(traffic.packets[stage[traffic.src] != stage[traffic.dst]].sum())
+    report = {"placer": "stages", "stage_placer": "curve" if placer == "cpsat" else "sequential",
+              "packets_per_image": traffic.total, "packets_through_host_per_image": cross,
+              "traffic_model": traffic.model,
+              "seed": 0, "board": [board.chips_x, board.chips_y],
+              **st.summary(image, board)}
+    return CompileResult(image, tiling_, placement, bounds, timings, report)

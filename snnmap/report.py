@@ -19,6 +19,7 @@ def core_rows(img: ChipImage) -> list[dict]:
             "axons": c.axons, "neurons": c.neurons, "synapses": syn,
             "destinations": int(len(c.dest)),
             "level": c.level,
+            **({"stage": c.stage} if img.stages > 1 else {}),
             "axon_util": c.axons / spec.axons_at(c.level),
             "neuron_util": c.neurons / spec.neurons_at(c.level),
             "synapse_util": syn / (spec.axons_at(c.level) * spec.neurons_at(c.level)),
@@ -62,7 +63,7 @@ def summary(img: ChipImage) -> dict:
     return {"chip": img.spec.name, "chips": len(chips), "cores": len(cores),
             "cores_available": len(chips) * img.spec.usable_cores,
             "neurons": sum(r["neurons"] for r in cores), "axons": sum(r["axons"] for r in cores),
-            "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks,
+            "synapses": sum(r["synapses"] for r in cores), "ticks": img.ticks, "stages": img.stages,
             "cores_lower_bound": sum(v["bound"] for v in _bounds(img).values()) or None,
             "layers": layer_rows(img, cores), "per_core": cores}
 

@@ -37,6 +37,10 @@ class ChipSpec:
     core_y_bits: int
     axon_bits: int
     bank_bits: int  # selects one of the 2^L axon banks of a combined neuron
+    # host-to-chip configuration bandwidth, bits per second (staged images pay reconfiguration with
+    # it; an assumption, docs/chips.md). Defaulted so that images and chip files written before it
+    # existed still load.
+    config_bits_per_s: float = 64 * 252e6
 
     @property
     def cores_per_chip(self) -> int:
@@ -75,6 +79,8 @@ class ChipSpec:
             raise SnnmapError(f"unknown chip spec field(s) {sorted(unknown)}", where=where)
         vals = {}
         for name, f in names.items():
+            if name not in d and name in OPTIONAL:
+                continue
             if name not in d:
                 raise SnnmapError(f"chip spec lacks field {name!r}", where=where)
             v = d[name]
@@ -143,9 +149,15 @@ class ChipSpec:
             v = getattr(self, name)
             if not (0 <= v < 1e12):
                 raise SnnmapError(f"chip spec field {name!r} = {v} must be a finite number >= 0", where=where)
+        if not (1 <= self.config_bits_per_s < 1e18):
+            raise SnnmapError(f"config_bits_per_s = {self.config_bits_per_s} must be a number in 1..1e18",
+                              where=where)
         if not 1 <= self.chip_link_hops <= 1 << 16:
             raise SnnmapError(f"chip_link_hops = {self.chip_link_hops} is out of range 1..65536", where=where)
 
+
+# fields a spec may leave out (their defaults apply)
+OPTIONAL = frozenset({"config_bits_per_s"})
 
 # Fitted so that the published LeNet's modeled figures equal the paper's 0.38 ms and 0.28 mJ per
 # image on MNIST (benchmarks/calibrate_cost.py prints them; docs/chips.md explains).

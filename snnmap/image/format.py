@@ -32,6 +32,7 @@ class CoreImage:
     crossbar: np.ndarray  # int8 (A, Nn): synapse weight in {-1, 0, 1}, times the axon's sign
     dest_ptr: np.ndarray  # uint32 (Nn + 1,)
     dest: np.ndarray  # uint64
+    stage: int = 0  # staged images: the configuration this core belongs to (passes/stages.py)
 
     @property
     def axons(self) -> int:
@@ -58,6 +59,13 @@ class ChipImage:
     host_dest: np.ndarray
     cores: list[CoreImage]
     info: dict = field(default_factory=dict)
+    # staged images (stages > 1): the stage of each host word, and the host buffer's relay table:
+    # per slot, the words (and each word's stage) its buffered spikes are replayed to
+    stages: int = 1
+    host_stage: np.ndarray | None = None  # uint16 per host.dest word
+    relay_ptr: np.ndarray | None = None  # uint32 (slots + 1,)
+    relay_dest: np.ndarray | None = None  # uint64
+    relay_stage: np.ndarray | None = None  # uint16 per relay word
 
     @property
     def replicas(self) -> int:
@@ -71,14 +79,22 @@ def image_to_bytes(img: ChipImage) -> bytes:
             "ticks": img.ticks, "layers": img.layers,
             "encoder": {"stride": enc["stride"], "padding": enc["padding"]},
             "info": img.info}
+    staged = img.stages > 1
+    if staged:
+        meta["stages"] = img.stages
     host = {"enc.weights": enc["weights"].astype(np.float64),
             "enc.theta": enc["theta"].astype(np.float64), "enc.sign": enc["sign"].astype(np.int8),
             "clf.weights": img.classifier_w.astype(np.float64),
             "clf.bias": img.classifier_b.astype(np.float64),
             "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint64)}
+    if staged:
+        host.update({"host.stage": img.host_stage.astype(np.uint16), "relay.ptr": img.relay_ptr.astype(np.uint32),
+                     "relay.dest": img.relay_dest.astype(np.uint64),
+                     "relay.stage": img.relay_stage.astype(np.uint16)})
     sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
     for c in img.cores:
-        hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons], dtype=np.int64)
+        hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons]
+                       + ([c.stage] if staged else []), dtype=np.int64)
         signed = img.spec.weight_bits >= 2
         if not signed and (c.crossbar < 0).any():
             raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
@@ -190,6 +206,9 @@ def _from_sections(sections, where: str) -> ChipImage:
     enc_meta = _get(meta, "encoder", dict, mw)
     stride, pad = _get(enc_meta, "stride", int, mw), _get(enc_meta, "padding", int, mw)
     info = meta.get("info", {}) if isinstance(meta.get("info", {}), dict) else {}
+    n_stages = _get(meta, "stages", int, mw) if "stages" in meta else 1
+    if not 2 <= n_stages <= 1 << 15 and "stages" in meta:
+        raise _bad(f"stages={n_stages} is outside 2..{1 << 15}", mw)
 
     hw = f"{where}, HOST"
     host = unpack_arrays(sections[1][1], hw)
@@ -223,6 +242,22 @@ def _from_sections(sections, where: str) -> ChipImage:
     # where axons OR spikes, each replica of an encoder neuron has its own list; the host has no
     # destination limit of its own
     _check_csr(host_ptr, host_dest, n_enc * (1 if spec.axon_accumulates else n_rep), 1 << 31, hw)
+    relay = None
+    if n_stages > 1:
+        host_stage = _arr(host, "host.stage", np.uint16, 1, hw)
+        relay_ptr = _arr(host, "relay.ptr", np.uint32, 1, hw)
+        relay_dest = _arr(host, "relay.dest", np.uint64, 1, hw)
+        relay_stage = _arr(host, "relay.stage", np.uint16, 1, hw)
+        if host_stage.shape != host_dest.shape or relay_stage.shape != relay_dest.shape:
+            raise _bad("host.stage / relay.stage do not match their destination words in size", hw)
+        if len(relay_ptr) < 1:
+            raise _bad("relay.ptr is empty", hw)
+        _check_csr(relay_ptr, relay_dest, len(relay_ptr) - 1, 1 << 31, hw)
+        if (host_stage >= n_stages).any() or (relay_stage >= n_stages).any():
+            raise _bad(f"a host or relay word names a stage >= stages={n_stages}", hw)
+        # per slot: the tick and the latest stage of the cores that send to it (filled below)
+        relay = {"slots": len(relay_ptr) - 1, "tick": np.full(len(relay_ptr) - 1, -1, np.int64),
+                 "stage": np.full(len(relay_ptr) - 1, -1, np.int64)}
 
     cores: list[CoreImage] = []
     by_coord: dict[tuple, int] = {}
@@ -231,9 +266,13 @@ def _from_sections(sections, where: str) -> ChipImage:
         cw_ = f"{where}, CORE #{ci}"
         a = unpack_arrays(payload, cw_)
         hdr = _arr(a, "hdr", np.int64, 1, cw_)
-        if hdr.shape != (10,):
-            raise _bad(f"header has {hdr.shape[0]} fields, expected 10", cw_)
-        chip_x, chip_y, core_x, core_y, level, tick, layer, tile, n_ax, n_nr = (int(v) for v in hdr)
+        n_hdr = 10 if n_stages == 1 else 11
+        if hdr.shape != (n_hdr,):
+            raise _bad(f"header has {hdr.shape[0]} fields, expected {n_hdr}", cw_)
+        chip_x, chip_y, core_x, core_y, level, tick, layer, tile, n_ax, n_nr = (int(v) for v in hdr[:10])
+        stage = int(hdr[10]) if n_stages > 1 else 0
+        if not 0 <= stage < n_stages:
+            raise _bad(f"stage {stage} is outside 0..{n_stages - 1}", f"{where}, CORE #{ci}")
         coord = (chip_x, chip_y, core_x, core_y)
         cw_ = f"{where}, CORE #{ci} at chip ({chip_x},{chip_y}) core ({core_x},{core_y})"
         if not (0 <= chip_x < 1 << spec.chip_x_bits and 0 <= chip_y < 1 << spec.chip_y_bits
@@ -242,8 +281,9 @@ def _from_sections(sections, where: str) -> ChipImage:
         r = spec.reserved_corner
         if r and core_x >= spec.mesh_w - r and core_y >= spec.mesh_h - r:
             raise _bad(f"core in the reserved corner (x and y >= {spec.mesh_w - r})", cw_)
-        if coord in by_coord:
-            raise _bad(f"same core as CORE #{by_coord[coord]}", cw_)
+        if (stage, coord) in by_coord:
+            raise _bad(f"same core as CORE #{by_coord[stage, coord]}" + (f" in stage {stage}" if n_stages > 1 else ""),
+                       cw_)
         if not 1 <= tick <= ticks or layer != tick - 1:
             raise _bad(f"tick {tick} / layer {layer} inconsistent (ticks 1..{ticks})", cw_)
         if not 0 <= level <= spec.fanin_max_level:
@@ -293,15 +333,38 @@ def _from_sections(sections, where: str) -> ChipImage:
                 raise _bad("xneg marks a synapse that xbar leaves out", cw_)
             distinct = distinct - 2 * neg_syn.astype(np.int8)
         cross = np.ascontiguousarray(distinct[xcol.astype(np.int64)].T)
-        by_coord[coord] = ci
-        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest))
+        by_coord[stage, coord] = ci
+        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest, stage))
 
     features = cw.shape[0]
-    _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
+    if n_stages == 1:
+        _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
+    else:
+        if set(range(n_stages)) - {c.stage for c in cores}:
+            raise _bad(f"a stage of 0..{n_stages - 1} configures no core", where)
+        for s in np.unique(host_stage):
+            _check_destinations(spec, host_dest[host_stage == s], 0, cores, by_coord, ticks, features,
+                                f"{where}, HOST (stage {s})", int(s))
     for ci, c in enumerate(cores):
-        _check_destinations(spec, c.dest, c.tick, cores, by_coord, ticks, features, f"{where}, CORE #{ci}")
+        _check_destinations(spec, c.dest, c.tick, cores, by_coord, ticks, features, f"{where}, CORE #{ci}",
+                            c.stage, relay)
+    if relay is None:
+        return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
+                         cores, info)
+    # the relay: every slot has senders of one tick, and replays to later stages at the next tick
+    if (relay["tick"] < 0).any():
+        raise _bad(f"relay slot {int(np.flatnonzero(relay['tick'] < 0)[0])} has no sender", f"{where}, HOST")
+    lp = relay_ptr.astype(np.int64)
+    owner = np.repeat(np.arange(len(lp) - 1), np.diff(lp))
+    if (relay_stage <= relay["stage"][owner]).any():
+        raise _bad("a relay word goes to a stage that does not run after its slot's senders", f"{where}, HOST")
+    key = relay["tick"][owner] * n_stages + relay_stage
+    for kk in np.unique(key):
+        t, s = divmod(int(kk), n_stages)
+        _check_destinations(spec, relay_dest[key == kk], t, cores, by_coord, ticks, features,
+                            f"{where}, HOST relay (stage {s})", s)
     return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
-                     cores, info)
+                     cores, info, n_stages, host_stage, relay_ptr, relay_dest, relay_stage)
 
 
 def _check_csr(ptr: np.ndarray, dest: np.ndarray, n: int, max_dest: int, where: str) -> None:
@@ -314,10 +377,25 @@ def _check_csr(ptr: np.ndarray, dest: np.ndarray, n: int, max_dest: int, where: 
         raise _bad(f"a source has {int(d.max())} destinations, over max_destinations={max_dest}", where)
 
 
-def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, where) -> None:
+def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, where, stage=0, relay=None) -> None:
+    """Words sent at `tick` from `stage`; relay (staged images) records which slots the host
+    buffer words fill."""
     if words.size == 0:
         return
     is_host, cx, cy, x, y, low = address.decode(spec, words)
+    if relay is not None and tick < ticks and is_host.any():
+        slots = low[is_host]
+        if (slots >= relay["slots"]).any():
+            raise _bad(f"a host buffer word names slot {int(slots.max())} of {relay['slots']}", where)
+        t = relay["tick"][slots]
+        if ((t >= 0) & (t != tick)).any():
+            raise _bad("a host buffer slot has senders at two ticks", where)
+        relay["tick"][slots] = tick
+        relay["stage"][slots] = np.maximum(relay["stage"][slots], stage)
+        words = words[~is_host]
+        if words.size == 0:
+            return
+        is_host, cx, cy, x, y, low = address.decode(spec, words)
     if tick == ticks:
         if not is_host.all():
             raise _bad("a neuron of the last layer sends to a core instead of the host", where)
@@ -344,7 +422,7 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
     limit = np.zeros(len(uniq), dtype=np.int64)
     for u, f in enumerate(first):
         key = (int(cx[f]), int(cy[f]), int(x[f]), int(y[f]))
-        ci = by_coord.get(key)
+        ci = by_coord.get((stage, key))
         if ci is None:
             raise _bad(f"a destination names core {key}, which the image does not configure", where)
         if cores[ci].tick != tick + 1:

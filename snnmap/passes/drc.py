@@ -81,11 +81,13 @@ def check_fan_out(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
                 f" x {int(have[j])} copies")
 
 
-def check_board(n_tiles: int, spec: ChipSpec) -> None:
+def check_board(n_tiles: int, spec: ChipSpec, chips_given: bool = False) -> None:
+    """The default board is a row of chips; a board given as WxH is checked where it is made."""
     chips = -(-n_tiles // spec.usable_cores)
-    if chips > spec.max_chips:
+    if chips > spec.max_chips and not chips_given:
         raise DesignRuleError(f"network: {n_tiles} tiles need {chips} chips, over the limit of "
-                              f"{spec.max_chips} chips in a row (chip_x_bits={spec.chip_x_bits})")
+                              f"{spec.max_chips} chips in a row (chip_x_bits={spec.chip_x_bits}); "
+                              f"give a board (--chips WxH) or run it in stages (--stages auto)")
 
 
 def check_capacity(g: nx.DiGraph, spec: ChipSpec) -> None:
@@ -100,15 +102,19 @@ def check_capacity(g: nx.DiGraph, spec: ChipSpec) -> None:
                                   f"cores x neurons_per_core={spec.neurons_per_core}")
 
 
-def check_before_tiling(g: nx.DiGraph, spec: ChipSpec) -> None:
-    check_capacity(g, spec)
+def check_before_tiling(g: nx.DiGraph, spec: ChipSpec, staged: bool = False) -> None:
+    """staged: the network runs in stages (passes/stages.py), so no board size limits it."""
+    if not staged:
+        check_capacity(g, spec)
     check_replicas(g, spec)
     check_fan_in(g, spec)
     check_thresholds(g, spec)
 
 
-def check_before_placement(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec) -> None:
+def check_before_placement(g: nx.DiGraph, tiling: Tiling, spec: ChipSpec, staged: bool = False,
+                           chips_given: bool = False) -> None:
     check_tiles(tiling, spec)
     check_fan_out(g, tiling, spec)
-    if not spec.multicast:  # the multicast placer fills a two-dimensional board and checks it itself
-        check_board(sum(len(t) for t in tiling.layers.values()), spec)
+    # the multicast placer fills a two-dimensional board and checks it itself
+    if not spec.multicast and not staged:
+        check_board(sum(len(t) for t in tiling.layers.values()), spec, chips_given)

@@ -27,6 +27,7 @@ from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
 from snnmap.rows import csr_ids, first_index, row_ids
+from snnmap.sim import staged
 from snnmap.sim.blas import single_threaded_blas
 
 EXACT = 2.0 ** 24  # float32 holds every integer of smaller magnitude exactly
@@ -491,9 +492,15 @@ class Simulator:
         host[1, self.encoder.canon] = _route_lengths(spec, (0, 0, 0, 0), img.host_dest, hptr)[0]
         self.host = host if (host.sum(axis=1) * img.replicas).max() >= EXACT else host.astype(np.float32)
 
+        # staged images (sim/staged.py): coordinates are unique within a stage, so keys carry it
+        self.staged = img.stages > 1
+        self.stage_of = np.array([c.stage for c in img.cores], dtype=np.int64)
+        self.io: list[dict | None] = [None] * (img.ticks + 1)
+        shift = staged.stage_key_shift(spec)
+
         def core_key(c) -> int:
             cx, cy, x, y = c.coord
-            return int(address.encode(spec, cx, cy, x, y, 0)) >> address.core_shift(spec)
+            return int(address.encode(spec, cx, cy, x, y, 0)) >> address.core_shift(spec) | c.stage << shift
 
         canon = self.encoder.canon
         most = np.full(self.encoder.out_rows + 1, float(img.replicas))
@@ -503,6 +510,9 @@ class Simulator:
             dsts = self.by_tick[t]
             key_to_dst = {core_key(img.cores[i]): j for j, i in enumerate(dsts)}
             ptr, words = self._sources(t - 1)
+            if self.staged:
+                ptr, words, self.io[t - 1] = staged.resolve(img, ptr, words, self._word_stage(t - 1, ptr),
+                                                            t - 1, canon)
             inbound = _plan(spec, ptr, words, key_to_dst, len(dsts), [img.cores[i].axons for i in dsts], host=False)
             tick = self._tick(t, inbound, canon, most)
             self.ticks.append(tick)
@@ -574,6 +584,13 @@ class Simulator:
             new_most[lc.rows] = lc.most
         return _Tick(stacks, loose, base, new_canon, new_most)
 
+    def _word_stage(self, tick: int, ptr: np.ndarray) -> np.ndarray:
+        """Stage of each source word of a tick (the host's words carry their own)."""
+        if tick == 0:
+            return self.img.host_stage.astype(np.int64)
+        n = [len(self.cores[i].group_dest) for i in self.by_tick[tick]]
+        return np.repeat(self.stage_of[self.by_tick[tick]], n)
+
     def _sources(self, tick: int) -> tuple[np.ndarray, np.ndarray]:
         if tick == 0:
             return self.img.host_ptr, self.img.host_dest
@@ -642,6 +659,7 @@ class Simulator:
         nb = len(x)
         cores = len(img.cores)
         acc = {"cycles": np.zeros((img.ticks + 1, nb)), "sops": np.zeros(nb), "hops": np.zeros(nb),
+               "stage_cycles": np.zeros((img.stages, img.ticks + 1, nb)), "io": np.zeros((2 * img.stages, nb)),
                "layer": np.zeros((img.ticks, nb)), "core": np.zeros((cores, nb)), "events": np.zeros((cores, nb)),
                "packets": np.zeros((cores, nb)), "rec": {}}
         prev = self.encoder.counts(x)
@@ -651,6 +669,9 @@ class Simulator:
         host = (self.host @ prev).astype(np.float64)
         acc["cycles"][0] = spec.cycles_per_packet * host[0]
         acc["hops"] += host[1]
+        if self.staged:  # the host's packets go to their stages (hops counted there)
+            acc["hops"] -= host[1]
+            staged.account(self.io[0], prev, acc["io"], acc["hops"])
         for t in range(1, img.ticks + 1):
             tick = self.ticks[t]
             out = np.empty((tick.rows + 1, nb), dtype=np.float32)
@@ -665,9 +686,13 @@ class Simulator:
             cycles = (spec.cycles_per_event * acc["events"][on] + self.fixed[on, None]
                       + spec.cycles_per_packet * acc["packets"][on])
             acc["cycles"][t] = cycles.max(axis=0, initial=0.0)
+            if self.staged:
+                acc["stage_cycles"][:, t] = staged.per_stage_max(cycles, self.stage_of[on], img.stages)
             acc["layer"][t - 1] = acc["core"][on].sum(axis=0)
             if t in drop:
                 self._drop(out, tick.canon, drop[t], seed, t, first)
+            if self.staged and t < img.ticks:
+                staged.account(self.io[t], out, acc["io"], acc["hops"])
             prev = out
         acc["feats"] = _axon_events(prev, self.readout)
         return acc
@@ -677,7 +702,7 @@ class Simulator:
         buf[canon] = _thin(buf[canon], p, seed, tick, first)
 
     def run(self, x: np.ndarray, batch: int = 1000, record: bool = False, drop: dict[int, float] | None = None,
-            seed: int = 0, trace: bool = False, progress=None) -> dict:
+            seed: int = 0, trace: bool = False, progress=None, stage_batch: int | None = None) -> dict:
         """Predictions, logits, spikes and synaptic operations per image.
 
         record=True adds `core_spikes`: per core, a (neurons, images) uint8 array of spikes.
@@ -686,6 +711,8 @@ class Simulator:
         and image index, so results do not depend on the batch size.
         trace=True adds `trace`: (images, cores) spikes each core emitted (at its one tick).
         progress, if given, is called with the number of images finished after each batch.
+        stage_batch: on a staged image, the images run per configuration between reconfigurations
+        (default: batch); the results add `stages` (sim/staged.py).
         """
         drop = {int(t): float(p) for t, p in (drop or {}).items() if p > 0}
         img = self.img
@@ -700,6 +727,7 @@ class Simulator:
         layer_spikes = np.zeros((img.ticks, n))
         core_spikes = np.zeros((len(img.cores), n))
         tick_cycles = np.zeros((img.ticks + 1, n))  # per tick: slowest core + its routing
+        stage_cycles, stage_io = np.zeros((img.stages, img.ticks + 1, n)), np.zeros((2 * img.stages, n))
         recorded: list[list[np.ndarray]] = [[] for _ in img.cores]
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         try:
@@ -717,6 +745,7 @@ class Simulator:
                         b1 = b0 + acc["sops"].shape[0]
                         tick_cycles[:, b0:b1], sops[b0:b1], hops[b0:b1] = acc["cycles"], acc["sops"], acc["hops"]
                         layer_spikes[:, b0:b1], core_spikes[:, b0:b1] = acc["layer"], acc["core"]
+                        stage_cycles[:, :, b0:b1], stage_io[:, b0:b1] = acc["stage_cycles"], acc["io"]
                         feats[self.readout_axons, b0 - s0:b1 - s0] = acc["feats"]
                         for ci, r in acc["rec"].items():
                             recorded[ci].append(r.reshape(-1, r.shape[-1]))
@@ -733,13 +762,26 @@ class Simulator:
         out = {"pred": np.argmax(logits, axis=1).astype(np.int64) if n else np.zeros(0, np.int64),
                "logits": logits, "spikes": layer_spikes.sum(axis=0), "sops": sops, "layer_spikes": layer_spikes,
                "core_spikes_per_image": core_spikes.sum(axis=1) / max(n, 1),
-               **cost_model(img.spec, len({c.coord[:2] for c in img.cores}), tick_cycles, sops, hops)}
+               **(staged.cost(img.spec, _stage_chips(img), stage_cycles, stage_io, _config_bits(img),
+                              stage_batch or batch, sops, hops) if self.staged else
+                  cost_model(img.spec, len({c.coord[:2] for c in img.cores}), tick_cycles, sops, hops))}
         if trace:
             out["trace"] = core_spikes.T.astype(np.int64)
         if record:
             out["core_spikes"] = [np.concatenate(r, axis=1) if r else np.zeros((c.neurons, 0), np.uint8)
                                   for r, c in zip(recorded, img.cores)]
         return out
+
+
+def _stage_chips(img: ChipImage) -> int:
+    """Chips one stage occupies at most (the board that pays static power)."""
+    return max(len({c.coord[:2] for c in img.cores if c.stage == s}) for s in range(img.stages))
+
+
+def _config_bits(img: ChipImage) -> np.ndarray:
+    from snnmap.passes.stages import stage_config_bits
+
+    return stage_config_bits(img)
 
 
 def simulate_image(img: ChipImage, x: np.ndarray, batch: int = 1000) -> dict:
