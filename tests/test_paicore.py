@@ -45,12 +45,12 @@ def check_with_paicorelib(img, out_dir: Path, generate_every: int = 1) -> int:
     config III from snnmap's values, and require the same words. Returns the neurons checked."""
     _paicorelib()
     from paicorelib import Coord, ReplicationId
-    from paicorelib.hw_defs import HwParams
     from paicorelib.framelib.frame_defs import FrameFormat as FF
     from paicorelib.framelib.frame_defs import FrameHeader as FH
     from paicorelib.framelib.frame_defs import OfflineCoreRegFormat as R
     from paicorelib.framelib.frame_defs import OfflineNeuronRAMFormat as N
     from paicorelib.framelib.frame_gen import OfflineFrameGen
+    from paicorelib.hw_defs import HwParams
 
     man = json.loads((out_dir / "manifest.json").read_text())
     out_chip = tuple(man["output"]["chip"])
@@ -81,7 +81,7 @@ def check_with_paicorelib(img, out_dir: Path, generate_every: int = 1) -> int:
 
         # registers
         r1, r2, r3 = (int(w) for w in words[3:6])
-        g = lambda w, o, m: (w >> o) & m  # noqa: E731
+        g = lambda w, o, m: (w >> o) & m
         regs = {"weight_width": g(r1, R.WEIGHT_WIDTH_OFFSET, R.WEIGHT_WIDTH_MASK),
                 "LCN": g(r1, R.LCN_OFFSET, R.LCN_MASK),
                 "input_width": g(r1, R.INPUT_WIDTH_OFFSET, R.INPUT_WIDTH_MASK),
@@ -268,7 +268,7 @@ def test_weights_round_trip():
 
 def _run(*args):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "snnmap", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "snnmap", *args], check=False, capture_output=True, text=True, env=env)
 
 
 def test_export_refuses_a_non_paicore_image(tmp_path):
@@ -354,3 +354,41 @@ def test_published_lenet_frames_match_paicorelib(lenet_model, tmp_path):
     img = compile_model(lenet_model, PAICORE2).image
     export_paicore(img, tmp_path / "f", text=False)
     assert check_with_paicorelib(img, tmp_path / "f", generate_every=37) > 0
+
+
+def _leaves(obj, path=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(obj, list) and obj and len(obj) < 500:
+        for i, v in enumerate(obj):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path
+
+
+_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=True),
+                  st.text(max_size=5), st.just([]), st.just({}), st.just([1, 2, 3]))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_manifest_is_refused_or_valid(wide_export, data, tmp_path_factory):
+    import shutil
+
+    d = tmp_path_factory.mktemp("mf") / "f"
+    shutil.copytree(wide_export, d)
+    man = json.loads((d / "manifest.json").read_text())
+    paths = list(_leaves(man))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        node = man
+        for k in path[:-1]:
+            node = node[k]
+        if path:
+            node[path[-1]] = data.draw(_JUNK)
+    (d / "manifest.json").write_text(json.dumps(man))
+    try:
+        read_frames(d)
+    except SnnmapError as e:
+        assert "\n" not in str(e)

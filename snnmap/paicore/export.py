@@ -112,7 +112,7 @@ def core_frames(spec: ChipSpec, c: CoreImage, target_lcn: int, out_chip: tuple[i
     regs = {"weight_width": F.WEIGHT_WIDTH_2BIT, "LCN": L, "input_width": 0, "spike_width": 0,
             "num_dendrite": c.neurons * repeat, "pool_max": 0, "tick_wait_start": c.tick, "tick_wait_end": 1,
             "snn_en": 0, "target_LCN": target_lcn, "test_chip_addr": 0}
-    hdr = lambda kind: F.header(kind, chip_x, chip_y, x, y)  # noqa: E731
+    hdr = lambda kind: F.header(kind, chip_x, chip_y, x, y)
     c1 = hdr(F.CONFIG1) | np.zeros(3, np.uint64)  # random seed 0: no stochastic mode is used
     c2 = hdr(F.CONFIG2) | F.core_registers(regs)
     rec = F.pack_neurons(_neuron_fields(spec, c, out_chip, where), c.neurons)
@@ -263,10 +263,6 @@ def _inside(root: Path, rel: str, where: str) -> Path:
     return root / rel
 
 
-def is_frames_dir(path: str | os.PathLike) -> bool:
-    return Path(path).is_dir()
-
-
 def read_frames(path: str | os.PathLike) -> ChipImage:
     """Decode a frames directory into the ChipImage it configures; every failure is one located line."""
     root = Path(path)
@@ -335,7 +331,7 @@ def read_frames(path: str | os.PathLike) -> ChipImage:
     # the image reader is the one place that knows every rule an image must keep: run it
     try:
         blob = image_to_bytes(img)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
         raise _bad(f"does not form a valid image ({type(e).__name__}: {str(e)[:200]})", where) from None
     img = parse_image(blob, where)
     for ci, c in enumerate(img.cores):
