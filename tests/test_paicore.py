@@ -347,6 +347,26 @@ def test_reading_a_frames_dir_validates_the_manifest(small_export, tmp_path):
     (d / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(SnnmapError, match="not a plain relative path"):
         read_frames(d)
+    man = json.loads((small_export / "manifest.json").read_text())
+    man["cores"][3]["neurons"] += 1
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(SnnmapError, match="the manifest says"):
+        read_frames(d)
+
+
+def test_export_replaces_only_an_earlier_export(small_image, tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "keep.txt").write_text("mine")
+    with pytest.raises(SnnmapError, match="neither empty nor an earlier frames export"):
+        export_paicore(small_image, d, text=False)
+    assert (d / "keep.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+    e = tmp_path / "frames"
+    export_paicore(small_image, e, text=False)
+    (e / "stale.bin").write_bytes(b"x")
+    export_paicore(small_image, e, text=False)
+    assert not (e / "stale.bin").exists() and (e / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]
 
 
 def test_published_lenet_frames_match_paicorelib(lenet_model, tmp_path):

@@ -198,7 +198,11 @@ def export_paicore(img: ChipImage, out_dir: str | os.PathLike, *, text: bool = T
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
             os.replace(out, old / "x")
-            os.replace(tmp, out)
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(old / "x", out)  # put the earlier export back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
@@ -303,6 +307,8 @@ def read_frames(path: str | os.PathLike) -> ChipImage:
     iw = str(_inside(root, _field(inp, "file", str, f"{mw}: input"), mw))
     in_words = _words(Path(iw), 1 << 32, iw)
     host_dest = _spike_words(spec, in_words, iw)
+    if _field(inp, "frames", int, f"{mw}: input") != in_words.size:
+        raise _bad(f"the manifest announces {inp['frames']} input frames, the file holds {in_words.size}", iw)
 
     cores, targets = [], []
     entries = _field(man, "cores", list, mw)
@@ -316,6 +322,12 @@ def read_frames(path: str | os.PathLike) -> ChipImage:
         tile, n_ax = _field(ent, "tile", int, ew), _field(ent, "axons", int, ew)
         words = _words(fpath, MAX_CORE_WORDS, str(fpath))
         core, target = _decode_core(spec, words, names[layer_name], tile, n_ax, out_chip, str(fpath))
+        said = (_field(ent, "chip", list, ew) + _field(ent, "core", list, ew), _field(ent, "lcn", int, ew),
+                _field(ent, "neurons", int, ew), _field(ent, "tick", int, ew))
+        if said != (list(core.coord), core.level, core.neurons, core.tick):
+            raise _bad(f"the manifest says chip+core {said[0]}, LCN {said[1]}, {said[2]} neurons, tick {said[3]}; "
+                       f"the frames configure {list(core.coord)}, LCN {core.level}, {core.neurons} neurons, "
+                       f"tick {core.tick}", str(fpath))
         cores.append(core)
         targets.append(target)
 
