@@ -323,7 +323,7 @@ def _placement_text(rep: dict) -> str:
 
 
 @cli.command("simulate")
-@click.argument("image", type=click.Path(dir_okay=False))
+@click.argument("image", type=click.Path())
 @click.option("--input", "inputs", required=True, type=click.Path(dir_okay=False),
               help="npz with x (N,H,W[,C]) and optional y labels.")
 @click.option("--output", default=None, type=click.Path(dir_okay=False),
@@ -339,7 +339,8 @@ def _placement_text(rep: dict) -> str:
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="npz to write: spikes per core per image (trace), each core's tick and coordinates.")
 def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, trace):
-    """Run a configuration image on a batch of inputs, bit-exactly.
+    """Run a configuration image (or a PAICORE frames directory from `snnmap export`) on a batch of
+    inputs, bit-exactly.
 
     \b
     Example:
@@ -349,13 +350,12 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
 
     import numpy as np
 
-    from snnmap.image.format import read_image
     from snnmap.io.atomic import write_bytes_atomic
     from snnmap.io.inputs import load_inputs
     from snnmap.sim.simulator import Simulator
 
     _writable(output, trace)
-    img = read_image(image)
+    img = _read_image_or_frames(image)
     ticks = {"encoder": 0, **{lay["name"]: lay["tick"] for lay in img.layers}}
     if drop_layer not in ticks:
         raise SnnmapError(f"--drop-layer {drop_layer!r} is not a layer of the image ({', '.join(ticks)})")
@@ -425,6 +425,46 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
             if "stages" in res:
                 click.echo(f"  {res['stages']['count']} stages run one after the other in batches of {batch} images; "
                            f"reconfiguration takes {res['stages']['reconfiguration_share']:.1%} of the time")
+
+
+def _read_image_or_frames(path: str):
+    """An .snnimg file, or a directory of PAICORE frames decoded back into the image it configures."""
+    import os
+
+    if os.path.isdir(path):
+        from snnmap.paicore.export import read_frames
+
+        return read_frames(path)
+    from snnmap.image.format import read_image
+
+    return read_image(path)
+
+
+@cli.command("export")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["paicore"]), required=True,
+              help="paicore: PAICORE 2.0 configuration frames (docs/paicore.md).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Directory to write (replaced whole if it holds an earlier export).")
+@click.option("--no-text", is_flag=True, help="Write only the .bin frames, not their .txt twins.")
+def export_cmd(image, fmt, output, no_text):
+    """Write an image as chip configuration frames: per core its frames, the input-spike frame
+    templates, and a manifest tying layers and neurons to frame addresses.
+
+    \b
+    Example:
+      snnmap compile lenet.snnm --chip paicore2 -o lenet.snnimg
+      snnmap export lenet.snnimg --format paicore -o lenet_frames
+      snnmap simulate lenet_frames --input test_images.npz --json
+    """
+    from snnmap.image.format import read_image
+    from snnmap.paicore.export import export_paicore
+
+    img = read_image(image)
+    man = export_paicore(img, output, text=not no_text, where=image)
+    n_words = sum(c["frames"]["config4"][1] for c in man["cores"])
+    click.echo(f"wrote {output}: {len(man['cores'])} cores, {n_words} configuration frames, "
+               f"{man['input']['frames']} input-spike frame templates")
 
 
 @cli.command("report")

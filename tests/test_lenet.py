@@ -48,3 +48,23 @@ def test_ten_thousand_images_bit_exact(spec, lenet_model, mnist, lenet_reference
         assert 10_000 < out["spikes"].mean() < 10_300
     else:
         assert len(img.cores) <= 450
+
+
+@pytest.mark.slow
+def test_ten_thousand_images_from_paicore_frames(lenet_model, mnist, lenet_reference, tmp_path):
+    """Export to PAICORE frames, decode them back with snnmap's reader, simulate: the reference's result."""
+    from snnmap.paicore.export import export_paicore, read_frames
+
+    x, y = mnist["x_test"], mnist["y_test"].astype(np.int64)
+    result = compile_model(lenet_model, PAICORE2)
+    export_paicore(result.image, tmp_path / "frames", text=False)
+    img = read_frames(tmp_path / "frames")
+    assert len(img.cores) == len(result.image.cores)
+    out = Simulator(img).run(x)
+    ref = lenet_reference
+    assert np.array_equal(out["pred"], ref["pred"])
+    assert np.array_equal(out["logits"], ref["logits"]) or np.allclose(out["logits"], ref["logits"],
+                                                                       rtol=1e-12, atol=1e-12)
+    assert (out["pred"] == y).mean() == pytest.approx(0.9935, abs=1e-9)
+    native = Simulator(parse_image(image_to_bytes(result.image))).run(x[:500])
+    assert np.array_equal(native["spikes"], out["spikes"][:500])

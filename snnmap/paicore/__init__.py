@@ -1,0 +1,1 @@
+"""PAICORE 2.0 configuration frames: encoder, decoder and directory export (docs/paicore.md)."""
