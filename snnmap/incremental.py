@@ -406,7 +406,9 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
             else:
                 s.mult = fan_to(nxt).mult
                 mh = _mult_hash(s.mult)
-            s.mult_same = o is not None and mh == o["copies"]
+            # a last layer has no copies: the same as one copy of every neuron
+            ones = _mult_hash(np.ones(pop.size, np.int64))
+            s.mult_same = o is not None and (mh or ones) == (o["copies"] or ones)
             s.content_same = o is not None and o["content"] == keys[name][1]
             if o is not None:
                 th, tw, cg, level, packed = o["shape"]
@@ -581,8 +583,8 @@ def _summary(order, st, old: OldImage, coords, first, payloads, place_report) ->
                 counts["rewritten"] += 1
             else:
                 counts["new"] += 1
-        status = ("new" if s.old is None else "unchanged" if s.content_same and s.mult_same
-                  else "contents changed")
+        status = ("new" if s.old is None else "changed" if not s.content_same
+                  else "copies changed" if not s.mult_same else "unchanged")
         layers.append({"layer": name, "status": status, "tiles": int(first[i + 1] - first[i]), **counts,
                        "notes": s.notes})
         for k in totals:
@@ -763,3 +765,88 @@ class _timer_into:
 
     def __exit__(self, *exc):
         self.timings[self.name] = time.perf_counter() - self.t0
+
+
+# --- snnmap diff ---------------------------------------------------------------------------------
+def _quality(img) -> dict:
+    from snnmap.links import link_loads, spike_hops
+
+    h, v = link_loads(img)
+    return {"chips": len({c.coord[:2] for c in img.cores}), "cores": len(img.cores),
+            "spike_hops": spike_hops(img), "max_link_load": float(max(h.max(initial=0.0), v.max(initial=0.0)))}
+
+
+def diff_images(old_path: str, new_path: str) -> dict:
+    """Which cores changed between two images, and how: contents (axons, synapses, thresholds,
+    level, layer or tile), destinations only, placement (a layer's tile on another core), added
+    or removed; the bytes of the sections that differ; and both images' quality figures (spike-hops
+    and link loads counted per route, as `snnmap report` does without a simulation)."""
+    from snnmap.image.format import MAGIC, VERSION, read_image
+    from snnmap.io.container import read_container
+
+    imgs, secs = [], []
+    for p in (old_path, new_path):
+        imgs.append(read_image(p))
+        secs.append(read_container(p, MAGIC, {VERSION}, "snnmap image")[1])
+    a, b = imgs
+    if a.spec != b.spec:
+        note = f"the images are for different chips ({a.spec.name} and {b.spec.name})"
+    else:
+        note = ""
+
+    def cores(img, sec):
+        out = {}
+        for c, (_, payload) in zip(img.cores, sec[2:]):
+            out[c.coord] = (img.layers[c.layer]["name"], c.tile, c, payload)
+        return out
+
+    ca, cb = cores(a, secs[0]), cores(b, secs[1])
+    where_a = {(v[0], v[1]): k for k, v in ca.items()}
+    rows, bytes_changed = [], 0
+    per_layer: dict = {}
+
+    def bump(layer, key):
+        per_layer.setdefault(layer, {"layer": layer, "unchanged": 0, "contents": 0, "destinations": 0, "moved": 0,
+                                     "added": 0, "removed": 0})[key] += 1
+
+    where_b = {(v[0], v[1]) for v in cb.values()}
+    for coord in sorted(set(ca) | set(cb)):
+        if coord not in cb:
+            name, tile, _, payload = ca[coord]
+            if (name, tile) not in where_b:
+                rows.append({"chip": list(coord[:2]), "core": list(coord[2:]), "layer": name, "tile": tile,
+                             "change": "removed"})
+                bump(name, "removed")
+            bytes_changed += len(payload)
+            continue
+        name, tile, c, payload = cb[coord]
+        if coord in ca and ca[coord][3] == payload:
+            bump(name, "unchanged")
+            continue
+        bytes_changed += len(payload)
+        if coord in ca and ca[coord][:2] == (name, tile):
+            o = ca[coord][2]
+            same_config = (o.level, o.tick) == (c.level, c.tick) and np.array_equal(o.axon_sign, c.axon_sign) \
+                and np.array_equal(o.thresholds, c.thresholds) and np.array_equal(o.crossbar, c.crossbar)
+            change = "destinations" if same_config else "contents"
+        else:  # another tile sits here now (or the core was free)
+            change = "moved" if (name, tile) in where_a else "added"
+        row = {"chip": list(coord[:2]), "core": list(coord[2:]), "layer": name, "tile": tile, "change": change}
+        if change == "moved":
+            fro = where_a[name, tile]
+            row["from"] = {"chip": list(fro[:2]), "core": list(fro[2:])}
+        rows.append(row)
+        bump(name, change)
+    host_meta = [k for k, i in (("META", 0), ("HOST", 1)) if secs[0][i][1] != secs[1][i][1]]
+    bytes_changed += sum(len(secs[1][i][1]) for i in (0, 1) if secs[0][i][1] != secs[1][i][1])
+    counts = {k: sum(1 for r in rows if r["change"] == k) for k in ("contents", "destinations", "moved", "added",
+                                                                     "removed")}
+    order = [lay["name"] for lay in b.layers] + [lay["name"] for lay in a.layers if lay["name"] not in
+                                                 {x["name"] for x in b.layers}]
+    return {"old": old_path, "new": new_path, "note": note,
+            "cores_unchanged": sum(1 for k, v in cb.items() if k in ca and ca[k][3] == v[3]),
+            **{f"cores_{k}": v for k, v in counts.items()},
+            "sections_changed": host_meta, "bytes_changed": bytes_changed,
+            "bytes": {"old": sum(len(p) for _, p in secs[0]), "new": sum(len(p) for _, p in secs[1])},
+            "layers": [per_layer[n] for n in order if n in per_layer],
+            "quality": {"old": _quality(a), "new": _quality(b)}, "changed_cores": rows}
