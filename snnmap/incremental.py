@@ -41,8 +41,8 @@ from snnmap.errors import DesignRuleError, SnnmapError
 
 RECORD_VERSION = 1
 MOVE_GAIN = 0.001  # an old tile moves only for at least this share of the total spike-hops per tile moved
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 # --- hashes and the record ---------------------------------------------------------------------
@@ -126,7 +126,7 @@ def check_record(rec, layers: list, where: str) -> dict:
 
     if not isinstance(rec, dict):
         raise bad("is not an object")
-    if rec.get("version") != RECORD_VERSION:
+    if type(rec.get("version")) is not int or rec["version"] != RECORD_VERSION:
         raise bad(f"version {rec.get('version')!r} is not {RECORD_VERSION}")
     if rec.get("tiling") not in ("locality", "baseline"):
         raise bad(f"tiling {rec.get('tiling')!r} is not locality or baseline")
@@ -142,9 +142,9 @@ def check_record(rec, layers: list, where: str) -> dict:
         if not isinstance(r, dict) or r.get("name") != lay.get("name"):
             raise bad(f"{lw} does not name layer {lay.get('name')!r}")
         for key in ("geometry", "content", "layout"):
-            if not isinstance(r.get(key), str) or not _HEX32.match(r[key]):
+            if not isinstance(r.get(key), str) or not _HEX32.fullmatch(r[key]):
                 raise bad(f"{lw}.{key} is not a 32-digit hex hash")
-        if not isinstance(r.get("copies"), str) or not (r["copies"] == "" or _HEX32.match(r["copies"])):
+        if not isinstance(r.get("copies"), str) or not (r["copies"] == "" or _HEX32.fullmatch(r["copies"])):
             raise bad(f"{lw}.copies is not a hash or empty")
         if not isinstance(r.get("copies_data"), str) or len(r["copies_data"]) > 1 << 26:
             raise bad(f"{lw}.copies_data is not a string")
@@ -155,7 +155,7 @@ def check_record(rec, layers: list, where: str) -> dict:
         if not (isinstance(r.get("align"), int) and not isinstance(r["align"], bool) and 1 <= r["align"] < 1 << 31):
             raise bad(f"{lw}.align is not a positive integer")
         t = r.get("tiles")
-        if not isinstance(t, list) or len(t) != lay.get("tiles") or not all(isinstance(h, str) and _HEX16.match(h)
+        if not isinstance(t, list) or len(t) != lay.get("tiles") or not all(isinstance(h, str) and _HEX16.fullmatch(h)
                                                                             for h in t):
             raise bad(f"{lw}.tiles is not one 16-digit hex hash per tile ({lay.get('tiles')})")
     return rec
