@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import re
 import struct
@@ -242,7 +243,7 @@ def read_old(path: str) -> OldImage:
     for i, p in enumerate(cores):
         cw = f"{path}, CORE #{i}"
         h = _core_hdr(p, cw)
-        cx, cy, x, y, level, tick, layer, tile = (int(v) for v in h[:8])
+        cx, cy, x, y, _, tick, layer, tile = (int(v) for v in h[:8])
         if not (0 <= cx < 1 << spec.chip_x_bits and 0 <= cy < 1 << spec.chip_y_bits and 0 <= x < spec.mesh_w
                 and 0 <= y < spec.mesh_h) or (r and x >= spec.mesh_w - r and y >= spec.mesh_h - r):
             raise SnnmapError("coordinates outside the board", where=cw)
@@ -306,7 +307,15 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
                  place_seconds: float | None = None, progress=None) -> IncrementalResult:
     from snnmap.convert import convert
     from snnmap.deadline import Deadline
-    from snnmap.image.format import MAGIC, VERSION, ChipImage, CoreImage, core_payload, host_payload, meta_payload
+    from snnmap.image.format import (
+        MAGIC,
+        VERSION,
+        ChipImage,
+        CoreImage,
+        core_payload,
+        host_payload,
+        meta_payload,
+    )
     from snnmap.io.arrays import unpack_arrays
     from snnmap.io.container import pack_container
     from snnmap.ir import chip_layers, source_of
@@ -633,9 +642,17 @@ def _place_fresh(g, order, st, old, first, coords, fresh, spec, chips, model, ca
     """New tiles onto free slots by CP-SAT windows with every kept tile fixed; then, with max_moves,
     a refinement that may move that many old tiles."""
     from snnmap.passes.place import make_board
-    from snnmap.passes.place_cpsat import LNS_SLOTS, WINDOW_TILES, Cost, PassReport, Placer, _candidates, _nearest
+    from snnmap.passes.place_cpsat import (
+        LNS_SLOTS,
+        WINDOW_TILES,
+        Cost,
+        PassReport,
+        Placer,
+        _candidates,
+        _nearest,
+    )
     from snnmap.passes.place_curve import curve_slots
-    from snnmap.pipeline import WORK_PER_SECOND, default_place_seconds
+    from snnmap.pipeline import WORK_PER_SECOND, _timer, default_place_seconds
 
     n_total = int(first[-1])
     b = old.record["board"] or [1, 1]
@@ -681,10 +698,10 @@ def _place_fresh(g, order, st, old, first, coords, fresh, spec, chips, model, ca
         counts = calibrated_counts(model, calibration)
     fresh_set = set(fresh)
     if max_moves:
-        pairs = list(zip(order, order[1:]))
+        pairs = list(itertools.pairwise(order))
     else:
         pairs = [(order[i], order[i + 1]) for i in range(len(order) - 1) if i in fresh_set or i + 1 in fresh_set]
-    with _timer_into(timings, "place: traffic"):
+    with _timer(timings, "place: traffic"):
         traffic = _local_traffic(g, order, st, first, tiles_of, pairs, counts)
     placer = Placer(board, Cost(board, traffic, n_total), seed, deadline)
     new_rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in fresh]) if fresh else np.zeros(0, np.int64)
@@ -755,16 +772,6 @@ def _place_fresh(g, order, st, old, first, coords, fresh, spec, chips, model, ca
               "old_tiles_moved": moved_old, "max_moves": max_moves, "passes": passes}
     return board.coords(pos), (board.chips_x, board.chips_y), report
 
-
-class _timer_into:
-    def __init__(self, timings, name):
-        self.timings, self.name = timings, name
-
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.name] = time.perf_counter() - self.t0
 
 
 # --- snnmap diff ---------------------------------------------------------------------------------

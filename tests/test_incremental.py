@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from randnet import images, networks
+from test_cli import assert_clean_failure, run
+from test_end_to_end import MCAST, TINY
 
 from snnmap.chip.spec import PAICORE2, SG64
 from snnmap.errors import DesignRuleError, SnnmapError
@@ -20,10 +23,6 @@ from snnmap.pipeline import compile_model
 from snnmap.reference import evaluate
 from snnmap.sim import Simulator
 from snnmap.zoo import lenet
-
-from randnet import images, networks
-from test_cli import assert_clean_failure, run
-from test_end_to_end import MCAST, TINY
 
 
 def with_layer(model, i, **changes):
@@ -143,7 +142,7 @@ def test_one_layer_changed_rewrites_only_that_layer(tmp_path, net, spec, edit):
 def test_weights_that_change_the_axons_reroute_the_producer(tmp_path, net):
     """Dense edits change which inputs a tile reads: the producer's destinations follow, its
     synapses and slots stay."""
-    data, old = old_image(tmp_path, net, SG64)
+    _, old = old_image(tmp_path, net, SG64)
     w = net.layers[3].weights.copy()
     w[..., :8] = 0  # eight channels lose every synapse: fewer axons in those tiles
     new = with_layer(net, 3, weights=w)
@@ -193,7 +192,7 @@ def test_retile_when_the_new_weights_do_not_fit(tmp_path):
     dense = random_model("6C3-8C3-8C3-10", (10, 10), 1, seed=4)
     w = dense.layers[0].weights
     sparse = with_layer(dense, 0, weights=np.where(np.arange(w.size).reshape(w.shape) % 7 == 0, w, 0).astype(np.int8))
-    data, old = old_image(tmp_path, sparse, TINY)
+    _, old = old_image(tmp_path, sparse, TINY)
     res = compile_from(dense, TINY, old)
     layer = res.summary["layers"][0]
     assert any("re-tiled" in n for n in layer["notes"]), res.summary
