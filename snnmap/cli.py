@@ -203,13 +203,18 @@ def export_nir_cmd(model, output):
                    "the other with the chip reconfigured between them: 'auto' (as few as fit) or a count.")
 @click.option("--batch", type=click.IntRange(1, 1 << 30), default=1000, show_default=True,
               help="With --stages: images run per stage between reconfigurations (the summary's amortization).")
+@click.option("--from", "from_image", type=click.Path(dir_okay=False), default=None,
+              help="Previous image of this model: keep its unchanged cores, recompile only what changed.")
+@click.option("--max-moves", type=click.IntRange(0, 1 << 30), default=0, show_default=True,
+              help="With --from: old tiles the placement refinement may move (each for a real spike-hop gain).")
 def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling, placer, seed, chips, calibrate,
-                stages, batch):
+                stages, batch, from_image, max_moves):
     """Compile a model file into a binary configuration image.
 
     \b
     Example:
       snnmap compile examples/lenet_mnist/lenet_k1_B2.snnm -o lenet.snnimg --chip sg64
+      snnmap compile lenet_v2.snnm --from lenet.snnimg -o lenet_v2.snnimg   # rewrite what changed
     """
     from snnmap.chip.spec import load_chip
     from snnmap.image.format import write_image
@@ -233,6 +238,16 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
         calibration, _ = load_inputs(calibrate, qmodel.input_shape)
         if len(calibration) == 0:
             raise SnnmapError("the calibration file has no images", where=calibrate)
+    if from_image is not None:
+        if n_stages is not None:
+            raise SnnmapError("--from recompiles single-stage images; compile staged images in full (no --from)")
+        if placer != "cpsat":
+            raise SnnmapError("--placer applies to full compiles; --from places new tiles by CP-SAT around the kept ones")
+        _compile_from(qmodel, spec, from_image, output, quiet, verbose, as_json, time_limit, tiling, seed, board,
+                      calibration, calibrate, max_moves)
+        return
+    if max_moves:
+        raise SnnmapError("--max-moves needs --from OLD_IMAGE")
     bars = _Bars(not quiet)
     try:
         result = compile_model(qmodel, spec, time_limit=time_limit, tiling=tiling, progress=bars, placer=placer,
@@ -278,6 +293,41 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
         if verbose:
             click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
         click.echo(f"wrote {output}")
+
+
+def _compile_from(qmodel, spec, from_image, output, quiet, verbose, as_json, time_limit, tiling, seed, board,
+                  calibration, calibrate, max_moves) -> None:
+    """compile --from: the incremental recompile (snnmap/incremental.py)."""
+    from snnmap.incremental import compile_from, read_old
+    from snnmap.io.atomic import write_bytes_atomic
+    from snnmap.report import format_table
+
+    old = read_old(from_image)
+    res = compile_from(qmodel, spec, old, tiling=tiling, max_moves=max_moves, seed=seed, chips=board,
+                       calibration=calibration, calibration_name=calibrate or "", time_limit=time_limit)
+    write_bytes_atomic(output, res.data)
+    summary = {"image": output, "from": from_image, "chip": spec.name, **res.summary}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    if quiet:
+        return
+    click.echo(format_table(res.summary["layers"], [
+        ("layer", "layer", ""), ("status", "status", ""), ("tiles", "cores", "d"), ("reused", "reused", "d"),
+        ("rewritten", "rewritten", "d"), ("new", "new", "d")]))
+    for r in res.summary["layers"]:
+        for note in r["notes"]:
+            click.echo(f"note: layer {r['layer']}: {note}")
+    s = res.summary
+    click.echo(f"\n{s['cores']} cores: {s['cores_reused']} reused byte for byte, {s['cores_rewritten']} rewritten "
+               f"in place, {s['cores_new']} new; {s['old_cores_dropped']} old cores no longer used")
+    p = s["placement"]
+    if "spike_hops" in p:
+        click.echo(f"placement of new tiles ({p['traffic']}): {p['spike_hops_before']:,.0f} -> {p['spike_hops']:,.0f} "
+                   f"spike-hops per image; {p['old_tiles_moved']} old tiles moved (--max-moves {p['max_moves']})")
+    if verbose:
+        click.echo("passes: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in res.timings.items()))
+    click.echo(f"wrote {output}")
 
 
 def _board(text: str | None) -> tuple[int, int] | None:
@@ -536,6 +586,48 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
         click.echo(f"wrote {output}")
     else:
         click.echo(text)
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON (every changed core).")
+@click.option("--cores", "show_cores", is_flag=True, help="Also list every changed core.")
+def diff_cmd(old, new, as_json, show_cores):
+    """Which cores differ between two images (contents, destinations, placement), the bytes that
+    changed, and both images' quality figures.
+
+    \b
+    Example:
+      snnmap diff lenet.snnimg lenet_v2.snnimg
+    """
+    from snnmap.incremental import diff_images
+    from snnmap.report import format_table
+
+    d = diff_images(old, new)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    if d["note"]:
+        click.echo(f"note: {d['note']}")
+    click.echo(format_table(d["layers"], [
+        ("layer", "layer", ""), ("unchanged", "unchanged", "d"), ("contents", "contents", "d"),
+        ("destinations", "destinations only", "d"), ("moved", "moved", "d"), ("added", "added", "d"),
+        ("removed", "removed", "d")]))
+    changed = sum(d[f"cores_{k}"] for k in ("contents", "destinations", "moved", "added", "removed"))
+    extra = f"; sections {', '.join(d['sections_changed'])} differ" if d["sections_changed"] else ""
+    click.echo(f"\n{changed} cores changed ({d['cores_contents']} contents, {d['cores_destinations']} destinations "
+               f"only, {d['cores_moved']} moved, {d['cores_added']} added, {d['cores_removed']} removed), "
+               f"{d['cores_unchanged']} unchanged; {d['bytes_changed']:,} of {d['bytes']['new']:,} bytes in "
+               f"changed sections{extra}")
+    for side in ("old", "new"):
+        q = d["quality"][side]
+        click.echo(f"{side}: {q['cores']} cores on {q['chips']} chips, {q['spike_hops']:,.0f} spike-hops "
+                   f"(every destination routed once), max link load {q['max_link_load']:,.0f} routes")
+    if show_cores:
+        for r in d["changed_cores"]:
+            fro = f" (from chip {r['from']['chip']} core {r['from']['core']})" if "from" in r else ""
+            click.echo(f"  chip {r['chip']} core {r['core']}: {r['layer']} tile {r['tile']}: {r['change']}{fro}")
 
 
 @cli.command("inspect")

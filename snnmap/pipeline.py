@@ -150,6 +150,11 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         image = assemble(model, g, order, tiles_by_layer, placement, routes, spec)
     image.info["bounds"] = {b.layer: {"bound": b.bound, "baseline": b.baseline} for b in bounds}
     image.info["tiling"] = tiling
+    from snnmap.incremental import make_record  # what `compile --from` needs to keep unchanged parts
+
+    with _timer(timings, "incremental record"):
+        image.info["incremental"] = make_record(g, order, tiles_by_layer, tiling,
+                                                None if spec.multicast else (board.chips_x, board.chips_y))
     return CompileResult(image, tiles_by_layer, placement, bounds, timings, report)
 
 

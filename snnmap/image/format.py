@@ -73,55 +73,67 @@ class ChipImage:
 
 
 def image_to_bytes(img: ChipImage) -> bytes:
+    sections = [(b"META", meta_payload(img)), (b"HOST", host_payload(img))]
+    sections += [(b"CORE", core_payload(c, img.spec, img.stages > 1)) for c in img.cores]
+    return pack_container(MAGIC, VERSION, sections)
+
+
+def meta_payload(img: ChipImage) -> bytes:
     enc = img.encoder
     meta = {"format": "snnmap-image", "version": VERSION, "chip": img.spec.to_dict(), "k": img.k,
             "B": img.B, "input_shape": list(img.input_shape), "input_scale": img.input_scale,
             "ticks": img.ticks, "layers": img.layers,
             "encoder": {"stride": enc["stride"], "padding": enc["padding"]},
             "info": img.info}
-    staged = img.stages > 1
-    if staged:
+    if img.stages > 1:
         meta["stages"] = img.stages
+    return json.dumps(meta, sort_keys=True).encode()
+
+
+def host_payload(img: ChipImage) -> bytes:
+    enc = img.encoder
     host = {"enc.weights": enc["weights"].astype(np.float64),
             "enc.theta": enc["theta"].astype(np.float64), "enc.sign": enc["sign"].astype(np.int8),
             "clf.weights": img.classifier_w.astype(np.float64),
             "clf.bias": img.classifier_b.astype(np.float64),
             "host.ptr": img.host_ptr.astype(np.uint32), "host.dest": img.host_dest.astype(np.uint64)}
-    if staged:
+    if img.stages > 1:
         host.update({"host.stage": img.host_stage.astype(np.uint16), "relay.ptr": img.relay_ptr.astype(np.uint32),
                      "relay.dest": img.relay_dest.astype(np.uint64),
                      "relay.stage": img.relay_stage.astype(np.uint16)})
-    sections = [(b"META", json.dumps(meta, sort_keys=True).encode()), (b"HOST", pack_arrays(host))]
-    for c in img.cores:
-        hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons]
-                       + ([c.stage] if staged else []), dtype=np.int64)
-        signed = img.spec.weight_bits >= 2
-        if not signed and (c.crossbar < 0).any():
-            raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
-        xt = np.concatenate([c.crossbar.T != 0, c.crossbar.T < 0], axis=1) if signed else c.crossbar.T != 0
-        cols = row_ids(np.packbits(xt, axis=1)) if c.neurons else np.zeros(0, np.int64)
-        col_first = first_index(cols)
-        # replicas share their destination list: store each distinct list once
-        lists = csr_ids(c.dest_ptr, c.dest)
-        first = first_index(lists)
-        ptr = c.dest_ptr.astype(np.int64)
-        counts = ptr[first + 1] - ptr[first]
-        lptr = np.zeros(len(first) + 1, dtype=np.int64)
-        np.cumsum(counts, out=lptr[1:])
-        take = np.repeat(ptr[first] - lptr[:-1], counts) + np.arange(int(lptr[-1]))
-        sections.append((b"CORE", pack_arrays({
-            "hdr": hdr,
-            "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
-            "thr": c.thresholds.astype(np.int32),
-            # replicas share their crossbar column: store each distinct column once
-            "xcol": cols.astype(np.uint32),
-            "xbar": np.packbits(c.crossbar.T[col_first].ravel() != 0, bitorder="little"),
-            **({"xneg": np.packbits(c.crossbar.T[col_first].ravel() < 0, bitorder="little")} if signed else {}),
-            "dlist": lists.astype(np.uint32),
-            "dptr": lptr.astype(np.uint32),
-            "dest": c.dest[take].astype(np.uint64),
-        })))
-    return pack_container(MAGIC, VERSION, sections)
+    return pack_arrays(host)
+
+
+def core_payload(c: CoreImage, spec: ChipSpec, staged: bool = False) -> bytes:
+    """One CORE section (incremental recompiles write changed cores alone and copy the rest)."""
+    hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons] + ([c.stage] if staged else []),
+                   dtype=np.int64)
+    signed = spec.weight_bits >= 2
+    if not signed and (c.crossbar < 0).any():
+        raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
+    xt = np.concatenate([c.crossbar.T != 0, c.crossbar.T < 0], axis=1) if signed else c.crossbar.T != 0
+    cols = row_ids(np.packbits(xt, axis=1)) if c.neurons else np.zeros(0, np.int64)
+    col_first = first_index(cols)
+    # replicas share their destination list: store each distinct list once
+    lists = csr_ids(c.dest_ptr, c.dest)
+    first = first_index(lists)
+    ptr = c.dest_ptr.astype(np.int64)
+    counts = ptr[first + 1] - ptr[first]
+    lptr = np.zeros(len(first) + 1, dtype=np.int64)
+    np.cumsum(counts, out=lptr[1:])
+    take = np.repeat(ptr[first] - lptr[:-1], counts) + np.arange(int(lptr[-1]))
+    return pack_arrays({
+        "hdr": hdr,
+        "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
+        "thr": c.thresholds.astype(np.int32),
+        # replicas share their crossbar column: store each distinct column once
+        "xcol": cols.astype(np.uint32),
+        "xbar": np.packbits(c.crossbar.T[col_first].ravel() != 0, bitorder="little"),
+        **({"xneg": np.packbits(c.crossbar.T[col_first].ravel() < 0, bitorder="little")} if signed else {}),
+        "dlist": lists.astype(np.uint32),
+        "dptr": lptr.astype(np.uint32),
+        "dest": c.dest[take].astype(np.uint64),
+    })
 
 
 def write_image(img: ChipImage, path: str | Path) -> None:
@@ -209,6 +221,10 @@ def _from_sections(sections, where: str) -> ChipImage:
     n_stages = _get(meta, "stages", int, mw) if "stages" in meta else 1
     if not 2 <= n_stages <= 1 << 15 and "stages" in meta:
         raise _bad(f"stages={n_stages} is outside 2..{1 << 15}", mw)
+    if "incremental" in info:  # optional: what `compile --from` reuses; checked so that it can trust it
+        from snnmap.incremental import check_record
+
+        check_record(info["incremental"], layers, f"{mw}.info.incremental")
 
     hw = f"{where}, HOST"
     host = unpack_arrays(sections[1][1], hw)

@@ -19,10 +19,14 @@ from snnmap.passes.place import Placement
 from snnmap.passes.tiling import demorton
 
 
-def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> Placement:
-    """layer_tiles: per layer in tick order, (tiles, alignment). Returns coords in tile order."""
+def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec, start: int = 0) -> Placement:
+    """layer_tiles: per layer in tick order, (tiles, alignment). Returns coords in tile order.
+    start: the first free position (chip x cores_per_chip + Morton code), for layers placed after
+    those an incremental recompile keeps."""
     per_chip, usable = spec.cores_per_chip, spec.usable_cores
-    chip, code = 0, 0
+    chip, code = divmod(start, per_chip)
+    if code >= usable:
+        chip, code = chip + 1, 0
     out = []
     for n, align in layer_tiles:
         if n > usable:  # spans chips: starts on a fresh one, tile s at code s % usable

@@ -51,6 +51,49 @@ def _words(fo: FanOut, coords: np.ndarray, spec: ChipSpec, idx: np.ndarray, rep:
     return address.encode(spec, c[:, 0], c[:, 1], c[:, 2], c[:, 3], axon, mx, my)
 
 
+def _xptr(fo: FanOut) -> np.ndarray:
+    n_src = len(fo.mult)
+    xptr = np.zeros(n_src + 1, dtype=np.int64)
+    np.cumsum(np.bincount(fo.src, minlength=n_src), out=xptr[1:])
+    return xptr
+
+
+def route_host(fo: FanOut, coords: np.ndarray, replicas: int, spec: ChipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The host encoder's destination table: every piece of each neuron, no copies. coords: the
+    first layer's tiles."""
+    xptr, n_src = _xptr(fo), len(fo.mult)
+    if spec.axon_accumulates:
+        ptr, idx = _ranges(xptr, np.arange(n_src))
+        return ptr.astype(np.uint32), _words(fo, coords, spec, idx, None).astype(np.uint64)
+    keys = np.repeat(np.arange(n_src), replicas)  # one list per (neuron, replica), replica r at axon + r
+    ptr, idx = _ranges(xptr, keys)
+    rep = np.repeat(np.tile(np.arange(replicas), n_src), np.diff(ptr))
+    return ptr.astype(np.uint32), _words(fo, coords, spec, idx, rep).astype(np.uint64)
+
+
+def route_tiles(tiles: list, fo: FanOut | None, coords: np.ndarray | None,
+                spec: ChipSpec) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Destination tables of one layer's tiles; fo None: the last layer, read out by the host.
+    coords: the next layer's tiles."""
+    ptrs, dests = [], []
+    xptr = _xptr(fo) if fo is not None else None
+    for t in tiles:
+        if fo is None:
+            ptrs.append(np.arange(t.neurons + 1, dtype=np.uint32))
+            dests.append(address.host_words(t.neuron_src))
+            continue
+        # copy j of neuron x sends the pieces of x ranked j*D .. j*D+D-1 (D = max_destinations)
+        first = xptr[t.neuron_src] + t.neuron_copy * spec.max_destinations
+        cnt = np.minimum(xptr[t.neuron_src + 1] - first, spec.max_destinations).clip(min=0)
+        ptr = np.zeros(t.neurons + 1, dtype=np.int64)
+        np.cumsum(cnt, out=ptr[1:])
+        idx = np.repeat(first - ptr[:-1], cnt) + np.arange(int(ptr[-1]))
+        d = _words(fo, coords, spec, idx, None if spec.axon_accumulates else np.repeat(t.neuron_rep, cnt))
+        ptrs.append(ptr.astype(np.uint32))
+        dests.append(d.astype(np.uint64))
+    return ptrs, dests
+
+
 def route(g: nx.DiGraph, tiling: Tiling, placement: Placement, spec: ChipSpec) -> Routes:
     order = chip_layers(g)
     start, n = {}, 0
@@ -63,34 +106,11 @@ def route(g: nx.DiGraph, tiling: Tiling, placement: Placement, spec: ChipSpec) -
     for name in [source_of(g, order[0])] + order:
         nxt = by_src.get(name)
         fo = tiling.fanout.get(name) if nxt is not None else None
-        if fo is not None:
-            coords = placement.coords[start[nxt]:start[nxt] + len(tiling.layers[nxt])]
-            n_src = len(fo.mult)
-            xptr = np.zeros(n_src + 1, dtype=np.int64)
-            np.cumsum(np.bincount(fo.src, minlength=n_src), out=xptr[1:])
-        if name not in start:  # the host encoder: every piece of each neuron, no copies
-            ns = g.nodes[name]["pop"].replicas
-            if spec.axon_accumulates:
-                ptr, idx = _ranges(xptr, np.arange(n_src))
-                host_ptr, host_dest = ptr, _words(fo, coords, spec, idx, None)
-            else:  # one list per (neuron, replica), replica r at axon + r
-                keys = np.repeat(np.arange(n_src), ns)
-                ptr, idx = _ranges(xptr, keys)
-                rep = np.repeat(np.tile(np.arange(ns), n_src), np.diff(ptr))
-                host_ptr, host_dest = ptr, _words(fo, coords, spec, idx, rep)
+        coords = placement.coords[start[nxt]:start[nxt] + len(tiling.layers[nxt])] if fo is not None else None
+        if name not in start:
+            host_ptr, host_dest = route_host(fo, coords, g.nodes[name]["pop"].replicas, spec)
             continue
-        for t in tiling.layers[name]:
-            if fo is None:  # the last layer reads out to the host
-                tile_ptr.append(np.arange(t.neurons + 1, dtype=np.uint32))
-                tile_dest.append(address.host_words(t.neuron_src))
-                continue
-            # copy j of neuron x sends the pieces of x ranked j*D .. j*D+D-1 (D = max_destinations)
-            first = xptr[t.neuron_src] + t.neuron_copy * spec.max_destinations
-            cnt = np.minimum(xptr[t.neuron_src + 1] - first, spec.max_destinations).clip(min=0)
-            ptr = np.zeros(t.neurons + 1, dtype=np.int64)
-            np.cumsum(cnt, out=ptr[1:])
-            idx = np.repeat(first - ptr[:-1], cnt) + np.arange(int(ptr[-1]))
-            d = _words(fo, coords, spec, idx, None if spec.axon_accumulates else np.repeat(t.neuron_rep, cnt))
-            tile_ptr.append(ptr.astype(np.uint32))
-            tile_dest.append(d.astype(np.uint64))
-    return Routes(tile_ptr, tile_dest, host_ptr.astype(np.uint32), host_dest.astype(np.uint64))
+        ptrs, dests = route_tiles(tiling.layers[name], fo, coords, spec)
+        tile_ptr += ptrs
+        tile_dest += dests
+    return Routes(tile_ptr, tile_dest, host_ptr, host_dest)
