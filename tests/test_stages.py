@@ -215,3 +215,21 @@ def test_cut_is_the_cheapest(n, cap, extra, seed):
     best = min(c[list(k)].sum() for k in itertools.combinations(range(1, n), S - 1)
                if all(b - a <= cap for a, b in zip((0, *k), (*k, n))))
     assert got == best
+
+
+def test_from_refuses_staged_images_and_stages(tmp_path):
+    """--from recompiles single-stage images only: a staged old image, or --stages with --from,
+    is one line and exit 2, with no output."""
+    from snnmap.modelfile import save_model
+
+    save_model(small_model(), tmp_path / "m.snnm")
+    chip = tmp_path / "two.toml"
+    chip.write_text('base = "sg64"\nmesh_w = 2\nmesh_h = 1\naxons_per_core = 96\nneurons_per_core = 32\n'
+                    'fanin_max_level = 0\n')
+    old = tmp_path / "old.snnimg"
+    assert run("compile", tmp_path / "m.snnm", "-o", old, "--chip", chip, "--stages", "auto").returncode == 0
+    out = tmp_path / "new.snnimg"
+    p = run("compile", tmp_path / "m.snnm", "-o", out, "--chip", chip, "--from", old)
+    assert "staged image" in assert_clean_failure(p, out)
+    p = run("compile", tmp_path / "m.snnm", "-o", out, "--chip", chip, "--from", old, "--stages", "auto")
+    assert "--from" in assert_clean_failure(p, out)

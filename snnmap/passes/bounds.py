@@ -4,8 +4,9 @@ Bounds (valid for any tiling into cores of this chip at fan-in level L):
   neuron bound  ceil(neurons / neurons_at(L)): every spiking neuron sits in some core;
   axon bound    ceil(signed inputs used / axons_at(L)): every (input, sign) the layer uses is an
                 axon of at least one core.
-A layer's bound is the smallest, over the levels at which one neuron fits, of the larger of
-the two. Where no two distinct ANN neurons of the layer fit one core together at level L (the
+A layer's bound is the smallest, over the levels at which its largest neuron fits (a layer's
+tiles share one level; with padding, a map too small for a whole window has no neuron with the
+whole kernel: the largest window that occurs counts), of the larger of the two. Where no two distinct ANN neurons of the layer fit one core together at level L (the
 union of their inputs, counted in axons, exceeds axons_at(L); checked exactly over every pair
 of channels and every offset of their windows), a core at level L holds the replicas of one
 ANN neuron at most, and its neuron bound counts so. The baseline is the tiling of the public PAICORE toolchain: every core of a layer
@@ -21,7 +22,7 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
-from snnmap.passes.tiling import axon_universe, baseline_shape, min_level
+from snnmap.passes.tiling import axon_universe, baseline_shape
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,19 @@ def min_pair_axons(proj, src_replicas: int, spec: ChipSpec) -> int | None:
     return best * per
 
 
+def largest_window_inputs(src, pop, proj) -> int:
+    """Most inputs with a nonzero weight that one neuron of the layer has, over the windows that
+    occur (padding clips the border windows; on a small map it clips every one)."""
+    (H, W), (OH, OW) = src.shape[:2], pop.shape[:2]
+    s, p = proj.stride, proj.padding
+    kh, kw = proj.weights.shape[:2]
+    rows = {(max(0, p - oy * s), min(kh, H + p - oy * s)) for oy in range(OH)}
+    cols = {(max(0, p - ox * s), min(kw, W + p - ox * s)) for ox in range(OW)}
+    nz = proj.weights != 0
+    return max((int(np.count_nonzero(nz[r0:r1, c0:c1], axis=(0, 1, 2)).max(initial=0))
+                for r0, r1 in rows for c0, c1 in cols), default=0)
+
+
 def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
     return [layer_bound(g, name, spec) for name in chip_layers(g)]
 
@@ -86,12 +100,12 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
     src = g.nodes[src_name]["pop"]
     universe = axon_universe(src, proj)
     n_axons = len(universe)
-    lo = min_level(pop, proj, spec)
+    need = largest_window_inputs(src, pop, proj)
     if not spec.axon_accumulates:  # one axon per (input, source replica), signs in the synapses
         n_axons = len(np.unique(universe // 2)) * src.replicas
-        need = int(np.count_nonzero(proj.weights, axis=(0, 1, 2)).max(initial=0)) * src.replicas
-        lo = next((L for L in range(spec.fanin_max_level + 1)
-                   if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
+        need *= src.replicas
+    lo = next((L for L in range(spec.fanin_max_level + 1)
+               if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
     best = None
     pair = min_pair_axons(proj, src.replicas, spec) if pop.size > 1 else None
     for level in range(lo if lo is not None else spec.fanin_max_level + 1, spec.fanin_max_level + 1):
