@@ -37,9 +37,12 @@ class LayerBound:
     baseline: int | None  # cores of the whole-input-map tiling; None: it cannot map the layer
 
 
-def min_pair_axons(proj, src_replicas: int, spec: ChipSpec) -> int | None:
+def min_pair_axons(proj, src_replicas: int, spec: ChipSpec, enough: int | None = None) -> int | None:
     """Fewest axons any two distinct ANN neurons of the layer need together, or None where a
-    window is clipped by padding (then a border neuron needs fewer: no claim is made)."""
+    window is clipped by padding (then a border neuron needs fewer: no claim is made). With
+    `enough`, it may stop at the first pair that fits in that many axons and return its count
+    (the pair rule cannot apply at that level then). Offsets -d and d give transposed overlaps,
+    so only half of them are computed."""
     if proj.padding:
         return None
     w = proj.weights
@@ -52,26 +55,26 @@ def min_pair_axons(proj, src_replicas: int, spec: ChipSpec) -> int | None:
     kh, kw = w.shape[:2]
     m = masks.reshape(kh, kw, -1, w.shape[3]).astype(np.int64)  # (kh, kw, Q, O)
     size = m.sum(axis=(0, 1, 2))  # (O,)
-    best = None
+    best = int(2 * size.min())  # windows that do not overlap (if any): twice the sparsest
     s = proj.stride
-    for dy in range(-(kh - 1) // s * s, kh, s):
-        for dx in range(-(kw - 1) // s * s, kw, s):
+    # overlap counts by BLAS: sums of 0/1 products are integers, exact in float32 below 2^24
+    # (float64 above), whatever the order (numpy's integer einsum took 55 s on VGG's conv12)
+    ft = np.float32 if m.shape[0] * m.shape[1] * m.shape[2] < 1 << 24 else np.float64
+    mf = m.astype(ft)
+    for dy in range(0, kh, s):
+        for dx in range(0 if dy == 0 else -(kw - 1) // s * s, kw, s):
+            if enough is not None and best * per <= enough:
+                return best * per
             # overlap of neuron (o) at p and neuron (o') at p + (dy, dx) / s
-            a = m[max(dy, 0):kh + min(dy, 0), max(dx, 0):kw + min(dx, 0)]
-            b = m[max(-dy, 0):kh + min(-dy, 0), max(-dx, 0):kw + min(-dx, 0)]
+            a = mf[max(dy, 0):kh + min(dy, 0), max(dx, 0):kw + min(dx, 0)]
+            b = mf[max(-dy, 0):kh + min(-dy, 0), max(-dx, 0):kw + min(-dx, 0)]
             if a.size == 0:
                 continue
-            # overlap counts by BLAS: sums of 0/1 products are integers, exact in float32 below
-            # 2^24 (float64 above), whatever the order (numpy's integer einsum took 55 s on VGG's conv12)
-            ft = np.float32 if m.shape[0] * m.shape[1] * m.shape[2] < 1 << 24 else np.float64
-            ov = np.rint(np.tensordot(a.astype(ft), b.astype(ft), axes=([0, 1, 2], [0, 1, 2]))).astype(np.int64)
+            ov = np.rint(np.tensordot(a, b, axes=([0, 1, 2], [0, 1, 2]))).astype(np.int64)
             union = size[:, None] + size[None, :] - ov
             if dy == 0 and dx == 0:
                 np.fill_diagonal(union, 1 << 62)  # the same neuron
-            cand = int(union.min())
-            best = cand if best is None else min(best, cand)
-    far = int(2 * size.min())  # windows that do not overlap (if any): twice the sparsest
-    best = far if best is None else min(best, far)
+            best = min(best, int(union.min()))
     return best * per
 
 
@@ -107,7 +110,9 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
     lo = next((L for L in range(spec.fanin_max_level + 1)
                if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
     best = None
-    pair = min_pair_axons(proj, src.replicas, spec) if pop.size > 1 else None
+    pair = None
+    if pop.size > 1 and lo is not None:  # only whether it exceeds axons_at(level >= lo) matters
+        pair = min_pair_axons(proj, src.replicas, spec, enough=spec.axons_at(lo))
     for level in range(lo if lo is not None else spec.fanin_max_level + 1, spec.fanin_max_level + 1):
         if spec.neurons_at(level) < 1:
             break
