@@ -21,6 +21,11 @@ from snnmap.passes.tiling import demorton
 
 def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> Placement:
     """layer_tiles: per layer in tick order, (tiles, alignment). Returns coords in tile order."""
+    return code_placement(block_codes(layer_tiles, spec), spec)
+
+
+def block_codes(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> np.ndarray:
+    """Global code (chip * cores_per_chip + Morton code) of every tile, in tile order."""
     per_chip, usable = spec.cores_per_chip, spec.usable_cores
     chip, code = 0, 0
     out = []
@@ -40,8 +45,11 @@ def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec) -> Placemen
         chip, code = divmod(last + 1, per_chip)
         if code >= usable:
             chip, code = chip + 1, 0
-    g = np.concatenate(out) if out else np.zeros(0, np.int64)
-    c, m = np.divmod(g, per_chip)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def code_placement(g: np.ndarray, spec: ChipSpec) -> Placement:
+    c, m = np.divmod(g, spec.cores_per_chip)
     row = 1 << spec.chip_x_bits  # chips fill a row of the board, then the next row
     if len(c) and int(c.max()) >= row << spec.chip_y_bits:
         raise DesignRuleError(f"network: the layers need {int(c.max()) + 1} chips, over the limit of "
