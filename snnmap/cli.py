@@ -273,9 +273,6 @@ def _placement_text(rep: dict) -> str:
     def gap(v):
         return "-" if v is None else f"{v:.1%}"
 
-    if rep["placer"] == "blocks":
-        return ("placement (blocks): layers along each chip's Morton order, each at a multiple of its largest "
-                "multicast block (the CP-SAT placer serves chips without multicast)")
     seq = rep["baselines"]["sequential"]["spike_hops"]
     lines = [f"placement ({rep['placer']}, seed {rep['seed']}): {rep['spike_hops']:,.0f} spike-hops per image "
              f"({rep['spike_hops'] / seq:.2f}x sequential), max link load {rep['max_link_load']:,.0f} packets per image, "

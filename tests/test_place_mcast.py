@@ -14,6 +14,7 @@ from snnmap.errors import DesignRuleError
 from snnmap.image import image_to_bytes, parse_image
 from snnmap.ir import chip_layers, source_of
 from snnmap.links import grid_link_loads, link_loads, segment_hops, spike_hops, tree_segments
+from snnmap.passes.place_balance import BALANCE_TOLERANCE
 from snnmap.passes.place_blocks import block_codes
 from snnmap.passes.place_mcast import CodeBoard, MCost, check_bases, make_units, random_bases, start_bases
 from snnmap.passes.traffic import block_words
@@ -93,7 +94,12 @@ def test_placement_cost_equals_the_routed_image(placer):
     if placer == "cpsat":
         hops = [p["spike_hops"] for p in rep["passes"]]
         assert hops[-1] <= rep["baselines"]["sequential"]["spike_hops"] + 1e-9
-        assert all(a >= b - 1e-9 for a, b in itertools.pairwise(hops[1:]))
+        assert [p["pass"] for p in rep["passes"]] == ["blocks", "grow", "windows", "refine", "balance"]
+        assert all(a >= b - 1e-9 for a, b in itertools.pairwise(hops[1:-1]))
+        bal, before = rep["passes"][-1], rep["passes"][-2]
+        assert bal["max_link_load"] <= before["max_link_load"] + 1e-9
+        assert bal["spike_hops"] <= before["spike_hops"] * (1 + BALANCE_TOLERANCE) + 1e-9
+        assert rep["max_link_load"] == pytest.approx(bal["max_link_load"])
         assert all(p["objective"] >= p["bound"] - 1e-6 for p in rep["passes"] if p["objective"])
 
 

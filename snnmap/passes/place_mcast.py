@@ -39,12 +39,15 @@ from snnmap.errors import SnnmapError
 from snnmap.links import grid_link_loads
 from snnmap.passes.fanout import slots
 from snnmap.passes.place import Placement
-from snnmap.passes.place_cpsat import SOLVE_OVERHEAD, PassReport
+from snnmap.passes.place_cpsat import PassReport
 from snnmap.passes.tiling import demorton
 from snnmap.passes.traffic import Words
 
 UNITS_PER_SOLVE = 8  # free units per solve (as WINDOW_TILES and LNS_SLOTS on sg64)
 CANDIDATES = 40  # bases per free unit: the nearest to where it is, among those free
+# budget units charged per solve beyond CP-SAT's deterministic time: loading the pair tables is
+# not in it (measured on the published LeNet: about 0.05 s per solve beyond it, at 0.5 units/s)
+MCAST_SOLVE_OVERHEAD = 0.025
 
 
 @dataclass
@@ -179,22 +182,30 @@ class MCost:
         idx = np.flatnonzero(m[self.su] | m[self.dv])
         return float((self.word_hops(idx, base[self.su[idx]], base[self.dv[idx]]) * self.w[idx]).sum())
 
-    def max_link_load(self, base: np.ndarray) -> float:
-        if not len(self.w):
-            return 0.0
+    def segments(self, base: np.ndarray):
+        """Every word's delivery tree (links.tree_segments, closed form for a block): ((word, row,
+        lo, hi) horizontal, (word, column, lo, hi) vertical, one per column of its block)."""
         bd = self.board
         ux, uy = bd.xy(base[self.su])
         vx, vy = bd.xy(base[self.dv])
         sx, sy = ux + self.sox, uy + self.soy
         x0, y0 = vx + self.bx, vy + self.by
-        lo, hi = np.minimum(sx, x0), np.maximum(sx, x0 + self.mx)
-        w, h = bd.grid
-        cols = [lo, sy, hi, sy, self.w]
-        i, xs = _subsets(self.mx)  # one vertical segment per column of the block
-        ylo, yhi = np.minimum(sy, y0)[i], np.maximum(sy, y0 + self.my)[i]
-        x = x0[i] + xs
-        cols = [np.concatenate([a, b]) for a, b in zip(cols, [x, ylo, x, yhi, self.w[i]])]
-        hl, vl = grid_link_loads(w, h, *cols)
+        idx = np.arange(len(self.w))
+        h = (idx, sy, np.minimum(sx, x0), np.maximum(sx, x0 + self.mx))
+        i, xs = _subsets(self.mx)
+        v = (i, x0[i] + xs, np.minimum(sy, y0)[i], np.maximum(sy, y0 + self.my)[i])
+        return h, v
+
+    def link_loads(self, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        (hw, hrow, hlo, hhi), (vw, vcol, vlo, vhi) = self.segments(base)
+        w, h = self.board.grid
+        return grid_link_loads(w, h, np.r_[hlo, vcol], np.r_[hrow, vlo], np.r_[hhi, vcol], np.r_[hrow, vhi],
+                               np.r_[self.w[hw], self.w[vw]])
+
+    def max_link_load(self, base: np.ndarray) -> float:
+        if not len(self.w):
+            return 0.0
+        hl, vl = self.link_loads(base)
         return float(max(hl.max(initial=0.0), vl.max(initial=0.0)))
 
     def lower_bound(self) -> float:
@@ -390,6 +401,8 @@ class MPlacer:
         p.random_seed = self.seed
         p.max_deterministic_time = max(work, 1e-3)
         p.symmetry_level = 0
+        p.cp_model_presolve = False  # small table models: presolve costs more than the search it saves
+        p.linearization_level = 0
         if wall is not None:
             p.max_time_in_seconds = wall
         try:
@@ -398,7 +411,7 @@ class MPlacer:
             rep.faults += 1
             return False
         rep.solves += 1
-        rep.work += solver.deterministic_time + SOLVE_OVERHEAD
+        rep.work += solver.deterministic_time + MCAST_SOLVE_OVERHEAD
         if wall is not None and solver.wall_time >= wall * 0.999 and status != cp_model.OPTIMAL:
             self.cut_by_clock = True
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -478,7 +491,7 @@ def place_mcast(cost: MCost, start: np.ndarray, budget: float, seed: int = 0, de
     placer = MPlacer(cost, seed, deadline)
     t0 = time.perf_counter()
     grown = grow_bases(cost)
-    rep = PassReport("grow", seconds=time.perf_counter() - t0)
+    rep = PassReport("grow", seconds=time.perf_counter() - t0, cpsat=False)
     base = grown if cost.spike_hops(grown) < cost.spike_hops(start) else start.copy()
     rep.spike_hops, rep.max_link_load = cost.spike_hops(base), cost.max_link_load(base)
     placer.reports.append(rep)
@@ -492,9 +505,15 @@ def place_mcast(cost: MCost, start: np.ndarray, budget: float, seed: int = 0, de
         rep.max_link_load = cost.max_link_load(base)
         placer.reports.append(rep)
 
-    run("windows", lambda r: windows_pass(placer, base, budget * 0.4, r, progress))
-    left = max(0.0, budget - placer.reports[1].work)
+    from snnmap.passes.place_balance import UnitMoves, balance_pass
+    from snnmap.passes.place_cpsat import BALANCE_SHARE
+
+    hops_budget = budget * (1 - BALANCE_SHARE)
+    run("windows", lambda r: windows_pass(placer, base, hops_budget * 0.4, r, progress))
+    left = max(0.0, hops_budget - placer.reports[1].work)
     run("refine", lambda r: lns_pass(placer, base, left, r, progress))
+    left = max(0.0, budget - sum(r.work for r in placer.reports))
+    run("balance", lambda r: (setattr(r, "cpsat", False), balance_pass(UnitMoves(placer), base, left, r, deadline)))
     return base, placer
 
 

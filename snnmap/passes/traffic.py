@@ -51,7 +51,7 @@ def _normal_sf(z: np.ndarray) -> np.ndarray:
 
 def uniform_rates(tile, replicas: int) -> np.ndarray:
     """Firing probability of each neuron of a tile under the uniform-activity model."""
-    signed = tile.crossbar.astype(np.int64) * tile.axon_sign[:, None]
+    signed = tile.crossbar * tile.axon_sign[:, None]  # int8: weights in [-2, 1] times a sign
     pos = np.count_nonzero(signed > 0, axis=0).astype(np.float64)
     neg = np.count_nonzero(signed < 0, axis=0).astype(np.float64)
     if tile.axon_rep is not None and len(tile.axon_rep):
