@@ -7,7 +7,7 @@ scheme, so the second stage is a deterministic local search on the exact float64
 the most loaded link, the tiles (or multicast units) whose traffic crosses it, heaviest first,
 and try moving each to a nearby free place or swapping it with a neighbour; keep the move that
 lowers the maximum load most without breaking the spike-hops cap; repeat until no move helps or
-the evaluation budget is spent. Works on both presets through two small adapters.
+the evaluation budget is spent (eval_work). Works on both presets through two small adapters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from snnmap.links import grid_link_loads
 
 BALANCE_TOLERANCE = 0.02  # spike-hops may grow by at most this fraction to lower the max link load
 HOT_OBJECTS = 4  # movers tried per step: those sending the most over the hottest link
-EVALS_PER_UNIT = 4000  # placements evaluated per budget unit (deterministic, not the clock)
+# Budget units charged per evaluated placement: 0.5 units/s (pipeline.WORK_PER_SECOND) x the
+# time spike-hops and link loads take, modelled as 0.2 ms plus 3 us per edge or tree segment
+# (measured on the published LeNet's 188 tile edges and 520 words); deterministic, not the clock.
+def eval_work(items: int) -> float:
+    return 0.5 * (2e-4 + 3e-6 * items)
 
 
 def _hot(H: np.ndarray, V: np.ndarray):
@@ -46,6 +50,7 @@ class TileMoves:
 
     def __init__(self, cost, radius: int = 2):
         self.cost, self.board, self.radius = cost, cost.board, radius
+        self.work = eval_work(len(cost.traffic.src))
 
     def hops(self, pos):
         return self.cost.spike_hops(pos)
@@ -93,6 +98,7 @@ class UnitMoves:
 
     def __init__(self, placer, count: int = 12):
         self.placer, self.cost, self.count = placer, placer.cost, count
+        self.work = eval_work(len(self.cost.w) + int(self.cost.nx.sum()))
 
     def hops(self, base):
         return self.cost.spike_hops(base)
@@ -130,11 +136,11 @@ class UnitMoves:
 
 def balance_pass(adapter, pos: np.ndarray, budget: float, rep, deadline: Deadline | None = None) -> np.ndarray:
     """Lower the max link load of `pos` (updated in place) with spike-hops capped at
-    (1 + BALANCE_TOLERANCE) x their value on entry. rep: a place_cpsat.PassReport (work counts
-    evaluations / EVALS_PER_UNIT)."""
+    (1 + BALANCE_TOLERANCE) x their value on entry. rep: a place_cpsat.PassReport (its work: the
+    evaluations, each charged adapter.work; solves: the moves taken)."""
     t0 = time.perf_counter()
     cap = adapter.hops(pos) * (1 + BALANCE_TOLERANCE) + 1e-9
-    max_evals = int(budget * EVALS_PER_UNIT)
+    max_evals = int(budget / adapter.work)
     evals = 0
     H, V = adapter.loads(pos)
     hot = _hot(H, V)
@@ -160,6 +166,6 @@ def balance_pass(adapter, pos: np.ndarray, budget: float, rep, deadline: Deadlin
         rep.solves += 1  # improving moves taken
         H, V = adapter.loads(pos)
         hot = _hot(H, V)
-    rep.work += evals / EVALS_PER_UNIT
+    rep.work += evals * adapter.work
     rep.seconds = time.perf_counter() - t0
     return pos
