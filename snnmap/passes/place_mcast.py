@@ -14,11 +14,12 @@ of columns X and rows Y, max(sx, max X) - min(sx, min X) hops along the source's
 (max(sy, max Y) - min(sy, min Y)) down the columns, chip-to-chip links costing chip_link_hops.
 links.spike_hops on the image computes the same figure from the destination words alone.
 
-Passes, as on chips without multicast (place_cpsat.py): the start is the Morton layout
-(place_blocks.py, also the sequential baseline: the PAICORE toolchain's power-of-two packing in
-quadtree order); *windows* re-solve chunks of units of two consecutive layers in order; *refine*
-frees the units nearest a random unit (or half there, half by one of its partners) until the
-budget or a long run of fruitless steps. One CP-SAT model per solve: a free unit's base code is
+Passes, as on chips without multicast (place_cpsat.py): the Morton layout (place_blocks.py, also
+the sequential baseline: the PAICORE toolchain's power-of-two packing in quadtree order) or, when
+better, *grow* (units placed one by one beside their placed partners) is the start; *windows*
+re-solve chunks of units of two consecutive layers in order; *refine* frees the units nearest a
+random unit (or half there, half by one of its partners) until the budget or a long run of
+fruitless steps; *balance* (place_balance.py) then lowers the most loaded link. One CP-SAT model per solve: a free unit's base code is
 an integer variable over its candidate bases, a table gives its exact cost with the fixed units,
 a table per pair of free units that exchange words gives their exact cost, and the free units'
 footprints do not overlap (NoOverlap over Morton codes). Every objective term is exact (scaled to
