@@ -253,10 +253,11 @@ def random_bases(board: CodeBoard, units: Units, seed: int) -> np.ndarray:
 GROW_CANDIDATES = 256  # bases weighed per unit in the greedy start: the nearest to its placed partners
 
 
-def grow_bases(cost: MCost) -> np.ndarray:
+def grow_bases(cost: MCost, deadline: Deadline | None = None) -> np.ndarray | None:
     """Greedy start: units one at a time, next the one exchanging most words with those placed
     (the heaviest first, at the valid base nearest the board's centre), each at the free base
-    that costs least with its placed partners (ties: nearest their weighted centre)."""
+    that costs least with its placed partners (ties: nearest their weighted centre). None when
+    the deadline (--time-limit) ran out first."""
     board, units = cost.board, cost.units
     U = cost.U
     gx, gy = board.xy(np.arange(board.chips * board.spec.cores_per_chip))
@@ -267,6 +268,8 @@ def grow_bases(cost: MCost) -> np.ndarray:
     total = np.bincount(np.concatenate([cost.su, cost.dv]), weights=np.concatenate([cost.w, cost.w]), minlength=U)
     w, h = board.grid
     for _ in range(U):
+        if deadline is not None and deadline.expired():
+            return None
         score = np.where(placed, -1.0, pair_w)
         if score.max() <= 0:
             score = np.where(placed, -1.0, total + 1e-9)
@@ -491,9 +494,10 @@ def place_mcast(cost: MCost, start: np.ndarray, budget: float, seed: int = 0, de
     """Improve the unit bases `start` in passes (windows 40% of the budget, refinement the rest)."""
     placer = MPlacer(cost, seed, deadline)
     t0 = time.perf_counter()
-    grown = grow_bases(cost)
+    grown = grow_bases(cost, deadline)
     rep = PassReport("grow", seconds=time.perf_counter() - t0, cpsat=False)
-    base = grown if cost.spike_hops(grown) < cost.spike_hops(start) else start.copy()
+    placer.cut_by_clock = grown is None
+    base = grown if grown is not None and cost.spike_hops(grown) < cost.spike_hops(start) else start.copy()
     rep.spike_hops, rep.max_link_load = cost.spike_hops(base), cost.max_link_load(base)
     placer.reports.append(rep)
 
