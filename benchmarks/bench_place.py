@@ -1,7 +1,7 @@
 """Placement: spike-hops per image of the CP-SAT passes against the sequential and random
 baselines, the gap to the lower bound, and on small instances the proven optimum.
 
-    python benchmarks/bench_place.py [--shared ../shared] [--vgg] [--small]
+    python benchmarks/bench_place.py [--shared ../shared] [--vgg] [--vgg-paicore2] [--no-lenet] [--small]
 
 Networks: the published four-spike LeNet on sg64 and on paicore2 (its traffic from 200 MNIST test
 images through the reference, and from the uniform-activity model), VGG-Net (random, seed 0) on
@@ -102,7 +102,10 @@ def small(hw: int, spec: ChipSpec, seconds: float, prove: float, seed: int = 0) 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--vgg", action="store_true", help="also VGG-Net (about a minute per row)")
+    ap.add_argument("--vgg", action="store_true", help="also VGG-Net on sg64 (about a minute per row)")
+    ap.add_argument("--vgg-paicore2", action="store_true",
+                    help="also VGG-Net on paicore2 (its tiling takes minutes and about 10 GB)")
+    ap.add_argument("--no-lenet", action="store_true", help="leave out the LeNet rows")
     ap.add_argument("--small", action="store_true", help="also the small instances proven by CP-SAT")
     ap.add_argument("--seconds", type=float, default=None, help="placement budget (default: the compiler's)")
     a = ap.parse_args()
@@ -111,7 +114,7 @@ def main() -> None:
           "placement time | compile time | per pass |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     params = Path(a.shared) / "reference" / "sg_lenet_mnist_k1_B2.npz"
-    if params.exists():
+    if params.exists() and not a.no_lenet:
         lenet = import_tl(params, LENET_ARCH, 1, 2, 1 / 256, name="lenet")
         row("LeNet (published)", lenet, SG64, seconds=a.seconds)
         mnist = Path(a.shared) / "data" / "mnist.npz"
@@ -127,7 +130,8 @@ def main() -> None:
         model = vgg(0)
         row("VGG-Net (random, seed 0)", model, wide, seconds=a.seconds)
         row("VGG-Net (random, seed 0)", model, wide, chips=(6, 5), seconds=a.seconds)
-        row("VGG-Net (random, seed 0)", model, PAICORE2, seconds=a.seconds)
+    if a.vgg_paicore2:
+        row("VGG-Net (random, seed 0)", vgg(0), PAICORE2, seconds=a.seconds)
     if a.small:
         spec = ChipSpec(**{**SG64.to_dict(), "name": "sg16", "mesh_w": 4, "mesh_h": 4, "neurons_per_core": 1024,
                            "axons_per_core": 512, "fanin_max_level": 1})
