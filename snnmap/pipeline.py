@@ -197,7 +197,7 @@ def _place_mcast(layers: list[tuple[int, int]], words, spec: ChipSpec, placer: s
         cost = MCost(board, units, words)
         start = start_bases(units, codes)
     with _timer(timings, "place: baselines"):
-        base = {"sequential": start, "random": random_bases(board, units, seed)}
+        base = {"sequential": start, "random": random_bases(board, units, seed, start)}
         baselines = {k: {"spike_hops": cost.spike_hops(v), "max_link_load": cost.max_link_load(v)}
                      for k, v in base.items()}
     passes = []

@@ -111,8 +111,14 @@ def test_units_keep_blocks_and_random_bases_are_valid():
     check_bases(board, units, start)
     assert np.all(start % units.size == 0)
     for seed in range(3):
-        check_bases(board, units, random_bases(board, units, seed))
-    assert not np.array_equal(random_bases(board, units, 0), random_bases(board, units, 1))
+        check_bases(board, units, random_bases(board, units, seed, start))
+    assert not np.array_equal(random_bases(board, units, 0, start), random_bases(board, units, 1, start))
+    # a board too full for free random places: units shuffled among equal footprints, still valid
+    tight = make_units([(6, 4), (3, 1), (5, 1)], MCAST)
+    board = CodeBoard(MCAST, 1)
+    first = start_bases(tight, block_codes([(6, 4), (3, 1), (5, 1)], MCAST))
+    for seed in range(5):
+        check_bases(board, tight, random_bases(board, tight, seed, first))
     assert cost.lower_bound() <= cost.spike_hops(start)
 
 

@@ -36,7 +36,6 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.deadline import Deadline
-from snnmap.errors import SnnmapError
 from snnmap.links import grid_link_loads
 from snnmap.passes.fanout import slots
 from snnmap.passes.place import Placement
@@ -236,15 +235,22 @@ def _valid_bases(board: CodeBoard, size: int, length: int, occupied: np.ndarray)
     return b[occ[b + length] - occ[b] == 0]
 
 
-def random_bases(board: CodeBoard, units: Units, seed: int) -> np.ndarray:
-    """Units at uniformly drawn free aligned bases, largest first (the random baseline)."""
+def random_bases(board: CodeBoard, units: Units, seed: int, start: np.ndarray) -> np.ndarray:
+    """Units at uniformly drawn free aligned bases, largest first: the random
+    baseline. Where the board is too full for that to fit (a tight small chip), the units of each
+    footprint (size, length) are shuffled over the places such units hold in `start`."""
     rng = np.random.default_rng(seed)
     occupied = np.zeros(board.chips * board.spec.cores_per_chip, bool)
     base = np.zeros(len(units.size), np.int64)
     for u in np.lexsort((np.arange(len(units.size)), -units.size)):
         ok = _valid_bases(board, int(units.size[u]), int(units.length[u]), occupied)
         if len(ok) == 0:
-            raise SnnmapError(f"random placement: no free aligned block of {units.size[u]} cores left")
+            base = start.copy()
+            key = units.size * (int(units.length.max(initial=0)) + 1) + units.length
+            for k in np.unique(key):
+                same = np.flatnonzero(key == k)
+                base[same] = start[same][rng.permutation(len(same))]
+            return base
         base[u] = ok[rng.integers(len(ok))]
         occupied[base[u]:base[u] + units.length[u]] = True
     return base
@@ -257,7 +263,7 @@ def grow_bases(cost: MCost, deadline: Deadline | None = None) -> np.ndarray | No
     """Greedy start: units one at a time, next the one exchanging most words with those placed
     (the heaviest first, at the valid base nearest the board's centre), each at the free base
     that costs least with its placed partners (ties: nearest their weighted centre). None when
-    the deadline (--time-limit) ran out first."""
+    the deadline (--time-limit) ran out first, or a unit found no free place (a tight board)."""
     board, units = cost.board, cost.units
     U = cost.U
     gx, gy = board.xy(np.arange(board.chips * board.spec.cores_per_chip))
@@ -275,8 +281,8 @@ def grow_bases(cost: MCost, deadline: Deadline | None = None) -> np.ndarray | No
             score = np.where(placed, -1.0, total + 1e-9)
         u = int(np.argmax(score))
         ok = _valid_bases(board, int(units.size[u]), int(units.length[u]), occupied)
-        if len(ok) == 0:
-            raise SnnmapError(f"placement: no free aligned block of {units.size[u]} cores left")
+        if len(ok) == 0:  # a tight board fragmented by the order: the Morton layout stays the start
+            return None
         ws = cost.by_unit[cost.ptr[u]:cost.ptr[u + 1]]
         other = np.where(cost.su[ws] == u, cost.dv[ws], cost.su[ws])
         ws, other = ws[placed[other]], other[placed[other]]
@@ -496,7 +502,7 @@ def place_mcast(cost: MCost, start: np.ndarray, budget: float, seed: int = 0, de
     t0 = time.perf_counter()
     grown = grow_bases(cost, deadline)
     rep = PassReport("grow", seconds=time.perf_counter() - t0, cpsat=False)
-    placer.cut_by_clock = grown is None
+    placer.cut_by_clock = grown is None and deadline is not None and deadline.expired()
     base = grown if grown is not None and cost.spike_hops(grown) < cost.spike_hops(start) else start.copy()
     rep.spike_hops, rep.max_link_load = cost.spike_hops(base), cost.max_link_load(base)
     placer.reports.append(rep)
