@@ -351,9 +351,9 @@ def _placement_text(rep: dict) -> str:
                 f"config_bits_per_s {rep['config_bits_per_s']:.3g})\n"
                 f"  instead of stages: {alt['chips']} chips of {rep['usable_cores']} cores on {board}, configured once "
                 f"(`snnmap simulate --json` models latency and energy of either; docs/benchmarks.md compares them)")
-    if rep["placer"] == "blocks":
-        return ("placement (blocks): layers along each chip's Morton order, each at a multiple of its largest "
-                "multicast block (the CP-SAT placer serves chips without multicast)")
+    if rep["placer"] == "blocks":  # compile --from on a multicast chip: new layers after the kept ones
+        return ("placement (blocks): new layers along each chip's Morton order after the kept cores, each at a "
+                "multiple of its largest multicast block")
     seq = rep["baselines"]["sequential"]["spike_hops"]
     lines = [f"placement ({rep['placer']}, seed {rep['seed']}): {rep['spike_hops']:,.0f} spike-hops per image "
              f"({rep['spike_hops'] / seq:.2f}x sequential), max link load {rep['max_link_load']:,.0f} packets per image, "

@@ -1,4 +1,13 @@
-"""Mesh link loads of an image: every destination routed X then Y over the board's global grid."""
+"""Link loads and spike-hops of an image: every word routed X then Y over the board's global grid.
+
+A multicast word (paicore2) travels a tree: the union of the X-then-Y routes from its source to
+the cores of its block, each link of the union carrying the word once (tree_segments). For an
+aligned block of w x h cores reached from outside, that is the hops to the block's columns along
+the source's row plus, in each of the w columns, the hops from the source's row through the
+block: at least w x h hops, against w x h x (distance) if each core were sent its own copy.
+PAICORE's own quadtree routers are not modelled; the mesh model keeps one hop count for both
+presets (address.route_hops is the one-destination case).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,9 @@ from snnmap.image.format import ChipImage
 
 
 def _traffic(img: ChipImage, per_core_weight: np.ndarray | None):
-    """Per core with chip destinations: (index, packets per destination, unicast words, cx, cy, x,
-    y). A multicast word counts as one packet to every core of its block (as if unicast: an upper
-    bound on the hops of the chip's multicast tree)."""
+    """Per core with chip destinations: (index, packets per word, word of each destination,
+    cx, cy, x, y of each destination core). A multicast word is expanded to the cores of its
+    block; `word` says which destinations one word serves (they share one delivery tree)."""
     for i, c in enumerate(img.cores):
         if len(c.dest) == 0:
             continue
@@ -19,30 +28,69 @@ def _traffic(img: ChipImage, per_core_weight: np.ndarray | None):
         if not len(words):
             continue
         if img.spec.multicast:
-            words = address.expand(img.spec, words)[1]
+            word, words = address.expand(img.spec, words)
+        else:
+            word = np.arange(len(words))
         _, cx, cy, x, y, _ = address.decode(img.spec, words)
         w = 1.0 if per_core_weight is None else float(per_core_weight[i]) / max(c.neurons, 1)
-        yield i, w, words, cx, cy, x, y
+        yield i, w, word, cx, cy, x, y
+
+
+def tree_segments(sx, sy, word, dx, dy) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The delivery tree of each word, as the union of the X-then-Y routes from its source to
+    each of its destination cores (links shared by destinations carry the word once): one
+    horizontal segment on the source's row spanning the source and every destination column,
+    and per destination column one vertical segment spanning the source's row and that column's
+    destinations. A unicast word is one X-then-Y route. All coordinates on the board's global
+    grid; sx, sy per destination (the word's source). Returns ((word, row, lo, hi), (word,
+    column, lo, hi)) per segment."""
+    word, sx, sy, dx, dy = (np.asarray(v, np.int64) for v in (word, sx, sy, dx, dy))
+    if len(word) == 0:
+        z = np.zeros(0, np.int64)
+        return (z, z, z, z), (z, z, z, z)
+    o = np.argsort(word, kind="stable")
+    word, sx, sy, dx, dy = word[o], sx[o], sy[o], dx[o], dy[o]
+    first = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+    h = (word[first], sy[first], np.minimum(sx[first], np.minimum.reduceat(dx, first)),
+         np.maximum(sx[first], np.maximum.reduceat(dx, first)))
+    o = np.lexsort((dx, word))
+    word, sy, dx, dy = word[o], sy[o], dx[o], dy[o]
+    first = np.flatnonzero(np.r_[True, (word[1:] != word[:-1]) | (dx[1:] != dx[:-1])])
+    v = (word[first], dx[first], np.minimum(sy[first], np.minimum.reduceat(dy, first)),
+         np.maximum(sy[first], np.maximum.reduceat(dy, first)))
+    return h, v
+
+
+def segment_hops(spec, h, v) -> np.ndarray:
+    """Hops per segment: its links, a chip-to-chip link counting chip_link_hops (as route_hops)."""
+    extra = spec.chip_link_hops - 1
+    hh = h[3] - h[2] + (h[3] // spec.mesh_w - h[2] // spec.mesh_w) * extra
+    vv = v[3] - v[2] + (v[3] // spec.mesh_h - v[2] // spec.mesh_h) * extra
+    return np.concatenate([hh, vv])
 
 
 def link_loads(img: ChipImage, per_core_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(H, V): H[y, x] packets per image on the link between cores (x, y) and (x+1, y), V[y, x] on
     the link between (x, y) and (x, y+1), over the board's global grid (chips side by side).
+    Every word travels its delivery tree (tree_segments: X-then-Y routes, a multicast word's
+    shared links loaded once).
 
-    Without weights every destination counts once (routes); with per_core_weight (spikes per image
-    of each core) a destination carries its core's spikes divided evenly among its neurons.
+    Without weights every destination word counts once (routes); with per_core_weight (spikes
+    per image of each core) a word carries its core's spikes divided evenly among its neurons.
     """
     spec = img.spec
     chips_x = 1 + max((c.coord[0] for c in img.cores), default=0)
     chips_y = 1 + max((c.coord[1] for c in img.cores), default=0)
-    parts = []
-    for i, w, _, cx, cy, x, y in _traffic(img, per_core_weight):
+    hs, vs = [], []
+    for i, w, word, cx, cy, x, y in _traffic(img, per_core_weight):
         c = img.cores[i]
         n = len(cx)
-        parts.append((np.full(n, c.coord[0] * spec.mesh_w + c.coord[2]),
-                      np.full(n, c.coord[1] * spec.mesh_h + c.coord[3]),
-                      cx * spec.mesh_w + x, cy * spec.mesh_h + y, np.full(n, w)))
-    cols = [np.concatenate(p) for p in zip(*parts)] if parts else [np.zeros(0, np.int64)] * 5
+        h, v = tree_segments(np.full(n, c.coord[0] * spec.mesh_w + c.coord[2]),
+                             np.full(n, c.coord[1] * spec.mesh_h + c.coord[3]), word,
+                             cx * spec.mesh_w + x, cy * spec.mesh_h + y)
+        hs.append((h[2], h[1], h[3], h[1], np.full(len(h[0]), w)))
+        vs.append((v[1], v[2], v[1], v[3], np.full(len(v[0]), w)))
+    cols = [np.concatenate(p) for p in zip(*(hs + vs))] if hs else [np.zeros(0, np.int64)] * 5
     return grid_link_loads(chips_x * spec.mesh_w, chips_y * spec.mesh_h, *cols)
 
 
@@ -68,9 +116,10 @@ def spike_hops(img: ChipImage, per_core_weight: np.ndarray | None = None, seed: 
 
 def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = None,
                         seed: int | None = None) -> np.ndarray:
-    """Packets x mesh hops per image between cores (X then Y, a chip-to-chip link counting
-    chip_link_hops), each destination weighted like link_loads. With a seed, the same traffic on
-    a random placement: the cores' positions shuffled over the same slots."""
+    """Packets x hops per image of the words each core sends, each word over its delivery tree
+    (tree_segments; a unicast word: X then Y, a chip-to-chip link counting chip_link_hops),
+    weighted like link_loads. With a seed, the same traffic on a random placement: the cores'
+    positions shuffled over the same slots (a multicast word then reaches scattered cores)."""
     spec = img.spec
     coords = np.array([c.coord for c in img.cores], dtype=np.int64).reshape(-1, 4)
     # a staged image repeats coordinates across stages: keys carry the stage, and a random
@@ -88,10 +137,13 @@ def spike_hops_per_core(img: ChipImage, per_core_weight: np.ndarray | None = Non
             idx = np.flatnonzero(stage == s)
             perm[idx] = idx[rng.permutation(len(idx))]
         place = coords[perm]
+    gx = place[:, 0] * spec.mesh_w + place[:, 2]
+    gy = place[:, 1] * spec.mesh_h + place[:, 3]
     total = np.zeros(len(img.cores))
-    for i, w, words, *_ in _traffic(img, per_core_weight):
-        dkeys = words >> np.uint64(address.core_shift(spec)) | stage[i] << shift
+    for i, w, word, cx, cy, x, y in _traffic(img, per_core_weight):
+        dkeys = address.encode(spec, cx, cy, x, y, 0) >> np.uint64(address.core_shift(spec)) | stage[i] << shift
         dst = order[np.searchsorted(keys[order], dkeys)]
-        hops = address.route_hops(spec, place[i], place[dst].T)
-        total[i] = w * float(hops.sum())
+        n = len(dst)
+        h, v = tree_segments(np.full(n, gx[i]), np.full(n, gy[i]), word, gx[dst], gy[dst])
+        total[i] = w * float(segment_hops(spec, h, v).sum())
     return total

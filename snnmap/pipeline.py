@@ -125,23 +125,23 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
     if stages is not None:
         return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings,
                                placer, calibration, calibration_name)
-    if spec.multicast:  # multicast blocks fix the layout: layers in Morton order (place_blocks.py)
-        with _timer(timings, "place: blocks"):
-            placement = place_blocks([(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align)
-                                      for n in order], spec)
-        used = placement.coords[:, :2].max(axis=0) + 1 if len(tiles) else np.ones(2, np.int64)
-        report = {"placer": "blocks", "seed": seed, "board": [int(used[0]), int(used[1])]}
+    seconds = place_seconds if place_seconds is not None else \
+        0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
+    with _timer(timings, "traffic"):
+        from snnmap.passes.traffic import block_words, calibrated_counts, tile_traffic
+
+        counts = None if calibration is None else calibrated_counts(model, calibration)
+        desc = None if calibration is None else \
+            f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+        if spec.multicast:  # words to aligned blocks of tiles (the fan-out plan's pieces)
+            words = block_words(g, tiles_by_layer, order, counts, desc)
+        else:
+            traffic = tile_traffic(g, tiles_by_layer, order, counts, desc)
+    if spec.multicast:  # units of aligned tiles keep the fan-out plan's blocks (place_mcast.py)
+        layers = [(len(tiles_by_layer.layers[n]), tiles_by_layer.fanout[source_of(g, n)].align) for n in order]
+        placement, report = _place_mcast(layers, words, spec, placer, seed, seconds, deadline, progress, timings)
     else:
         board = make_board(spec, len(tiles), chips)
-        with _timer(timings, "traffic"):
-            from snnmap.passes.traffic import calibrated_counts, tile_traffic
-
-            counts = None if calibration is None else calibrated_counts(model, calibration)
-            desc = None if calibration is None else \
-                f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
-            traffic = tile_traffic(g, tiles_by_layer, order, counts, desc)
-        seconds = place_seconds if place_seconds is not None else \
-            0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
         placement, report = _place(tiles, tiles_by_layer, order, traffic, board, placer, seed,
                                    seconds, deadline, progress, timings)
     with _timer(timings, "route"):
@@ -195,6 +195,48 @@ def _place(tiles, tiling: Tiling, order: list[str], traffic, board: Board, place
               "budget_s": seconds if placer == "cpsat" else 0.0, "cut_by_clock": cut,
               "passes": passes, "baselines": baselines}
     return board.placement(pos), report
+
+
+def _place_mcast(layers: list[tuple[int, int]], words, spec: ChipSpec, placer: str, seed: int, seconds: float,
+                 deadline: Deadline, progress, timings: dict) -> tuple[Placement, dict]:
+    """Multicast chips: units of aligned tiles from the Morton layout (the sequential baseline)."""
+    from snnmap.passes.place_blocks import block_codes
+    from snnmap.passes.place_mcast import CodeBoard, MCost, make_units, place_mcast, placement_of, \
+        random_bases, start_bases
+
+    with _timer(timings, "place: blocks"):
+        units = make_units(layers, spec)
+        codes = block_codes(layers, spec)
+        place_blocks(layers, spec)  # the board's chip limit, checked on the layout
+        board = CodeBoard(spec, int(codes.max()) // spec.cores_per_chip + 1 if len(codes) else 1)
+        cost = MCost(board, units, words)
+        start = start_bases(units, codes)
+    with _timer(timings, "place: baselines"):
+        base = {"sequential": start, "random": random_bases(board, units, seed, start)}
+        baselines = {k: {"spike_hops": cost.spike_hops(v), "max_link_load": cost.max_link_load(v)}
+                     for k, v in base.items()}
+    passes = []
+    cut = False
+    if placer == "cpsat":
+        passes.append({"pass": "blocks", "seconds": timings["place: blocks"], "spike_hops": cost.spike_hops(start),
+                       "max_link_load": cost.max_link_load(start), "objective": None, "bound": None, "gap": None})
+        pos, result = place_mcast(cost, start, seconds * WORK_PER_SECOND, seed, deadline, progress)
+        for rep in result.reports:
+            timings[f"place: {rep.name}"] = rep.seconds
+            passes.append(rep.to_dict())
+        cut = result.cut_by_clock
+    else:
+        pos = base[placer]
+    here = cost.spike_hops(pos)
+    lower = cost.lower_bound()
+    w, h = board.grid
+    report = {"placer": placer, "seed": seed, "board": [board.row, -(-board.chips // board.row)],
+              "units": len(units.size), "traffic_model": words.model, "packets_per_image": words.total,
+              "spike_hops": here, "max_link_load": cost.max_link_load(pos), "lower_bound": lower,
+              "gap_to_lower_bound": (here - lower) / here if here > 0 else None,
+              "budget_s": seconds if placer == "cpsat" else 0.0, "cut_by_clock": cut,
+              "passes": passes, "baselines": baselines}
+    return placement_of(board, units, pos), report
 
 
 def _baseline_shapes(g, bounds: list[LayerBound], spec: ChipSpec) -> dict:

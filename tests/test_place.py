@@ -15,6 +15,7 @@ from snnmap.errors import DesignRuleError, SnnmapError
 from snnmap.image import image_to_bytes, parse_image
 from snnmap.ir import chip_layers
 from snnmap.passes.place import Board, make_board, random_slots, sequential_slots
+from snnmap.passes.place_balance import BALANCE_TOLERANCE
 from snnmap.passes.place_cpsat import Cost, place_cpsat
 from snnmap.passes.place_curve import chip_curve, curve_slots
 from snnmap.passes.traffic import Traffic, calibrated_counts, tile_traffic, uniform_rates
@@ -136,10 +137,11 @@ def test_exact_pass_proves_the_brute_force_optimum(seed):
     start = np.arange(n)
     placer = place_cpsat(board, tr, [np.arange(n)], start, budget=5.0, seed=0)
     names = [r.name for r in placer.reports]
-    assert names == ["windows", "refine", "exact"]
-    exact = placer.reports[-1]
+    assert names == ["windows", "refine", "exact", "balance"]
+    exact = placer.reports[-2]
     assert exact.proven == 1 and exact.bound == pytest.approx(best)
-    assert cost.spike_hops(placer.pos) == pytest.approx(best)
+    assert exact.spike_hops == pytest.approx(best)
+    assert best - 1e-9 <= cost.spike_hops(placer.pos) <= best * (1 + BALANCE_TOLERANCE) + 1e-9
     assert len(set(placer.pos.tolist())) == n
 
 
@@ -157,10 +159,16 @@ def test_passes_improve_and_repeat_exactly():
     a = place_cpsat(board, tr, layers, start, budget=0.3, seed=5)
     b = place_cpsat(board, tr, layers, start, budget=0.3, seed=5)
     assert np.array_equal(a.pos, b.pos)
-    hops = [cost.spike_hops(start)] + [r.spike_hops for r in a.reports]
+    assert a.reports[-1].name == "balance"
+    hops = [cost.spike_hops(start)] + [r.spike_hops for r in a.reports[:-1]]
     assert all(x >= y - 1e-9 for x, y in itertools.pairwise(hops))
     assert hops[-1] < hops[0]
-    assert all(r.objective >= r.bound - 1e-6 for r in a.reports)
+    # the second objective: the most loaded link no higher, spike-hops within the tolerance
+    bal, before = a.reports[-1], a.reports[-2]
+    assert bal.max_link_load <= before.max_link_load + 1e-9
+    assert bal.spike_hops <= before.spike_hops * (1 + BALANCE_TOLERANCE) + 1e-9
+    assert cost.max_link_load(a.pos) == pytest.approx(bal.max_link_load)
+    assert all(r.objective >= r.bound - 1e-6 for r in a.reports if r.cpsat)
     assert len(set(a.pos.tolist())) == n and a.pos.max() < board.slots
 
 

@@ -23,6 +23,11 @@ def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec, start: int 
     """layer_tiles: per layer in tick order, (tiles, alignment). Returns coords in tile order.
     start: the first free position (chip x cores_per_chip + Morton code), for layers placed after
     those an incremental recompile keeps."""
+    return code_placement(block_codes(layer_tiles, spec, start), spec)
+
+
+def block_codes(layer_tiles: list[tuple[int, int]], spec: ChipSpec, start: int = 0) -> np.ndarray:
+    """Global code (chip * cores_per_chip + Morton code) of every tile, in tile order."""
     per_chip, usable = spec.cores_per_chip, spec.usable_cores
     chip, code = divmod(start, per_chip)
     if code >= usable:
@@ -44,8 +49,11 @@ def place_blocks(layer_tiles: list[tuple[int, int]], spec: ChipSpec, start: int 
         chip, code = divmod(last + 1, per_chip)
         if code >= usable:
             chip, code = chip + 1, 0
-    g = np.concatenate(out) if out else np.zeros(0, np.int64)
-    c, m = np.divmod(g, per_chip)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def code_placement(g: np.ndarray, spec: ChipSpec) -> Placement:
+    c, m = np.divmod(g, spec.cores_per_chip)
     row = 1 << spec.chip_x_bits  # chips fill a row of the board, then the next row
     if len(c) and int(c.max()) >= row << spec.chip_y_bits:
         raise DesignRuleError(f"network: the layers need {int(c.max()) + 1} chips, over the limit of "

@@ -37,6 +37,7 @@ WINDOW_TILES = 8  # free tiles per window solve
 WINDOW_RADIUS = 2  # a window tile may move this many hops
 LNS_SLOTS = 8  # slots freed per refinement step
 EXACT_TILES = 40  # at most this many tiles: one whole-board solve proves (or bounds) the optimum
+BALANCE_SHARE = 0.15  # of the placement budget kept for the second objective (place_balance.py)
 SOLVE_OVERHEAD = 0.01  # budget units charged per solve for setting it up (deterministic, unlike the clock)
 
 
@@ -52,15 +53,18 @@ class PassReport:
     proven: int = 0  # solves proven optimal
     faults: int = 0  # solves the solver itself failed (the placement kept)
     work: float = 0.0  # budget units used (CP-SAT deterministic time plus SOLVE_OVERHEAD per solve)
+    cpsat: bool = True  # False: a pass without CP-SAT (greedy start, link balance): no objective or bound
 
     @property
     def gap(self) -> float | None:
         return (self.objective - self.bound) / self.objective if self.objective > 0 else None
 
     def to_dict(self) -> dict:
+        solved = self.cpsat
         return {"pass": self.name, "seconds": self.seconds, "spike_hops": self.spike_hops,
-                "max_link_load": self.max_link_load, "objective": self.objective, "bound": self.bound,
-                "gap": self.gap, "solves": self.solves, "proven_optimal": self.proven, "faults": self.faults, "work": self.work}
+                "max_link_load": self.max_link_load, "objective": self.objective if solved else None,
+                "bound": self.bound if solved else None, "gap": self.gap if solved else None,
+                "solves": self.solves, "proven_optimal": self.proven, "faults": self.faults, "work": self.work}
 
 
 class Cost:
@@ -398,11 +402,17 @@ def place_cpsat(board: Board, traffic: Traffic, layer_tiles: list[np.ndarray], s
     def spent():
         return sum(r.work for r in placer.reports)
 
-    run("windows", lambda r, p: windows_pass(placer, pos, layer_tiles, budget * shares[0], r, p))
-    left = max(0.0, budget * (shares[0] + shares[1]) - spent())
+    hops_budget = budget * (1 - BALANCE_SHARE)
+    run("windows", lambda r, p: windows_pass(placer, pos, layer_tiles, hops_budget * shares[0], r, p))
+    left = max(0.0, hops_budget * (shares[0] + shares[1]) - spent())
     run("refine", lambda r, p: lns_pass(placer, pos, left, r, p))
     if exact:
-        left = max(0.01, budget - spent())
+        left = max(0.01, hops_budget - spent())
         run("exact", lambda r, p: exact_pass(placer, pos, left, r, p))
+    from snnmap.passes.place_balance import TileMoves, balance_pass
+
+    left = max(0.0, budget - spent())
+    run("balance", lambda r, p: (setattr(r, "cpsat", False), balance_pass(TileMoves(placer.cost), pos, left, r,
+                                                                         deadline)))
     placer.pos = pos
     return placer

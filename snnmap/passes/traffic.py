@@ -51,8 +51,14 @@ def _normal_sf(z: np.ndarray) -> np.ndarray:
 
 def uniform_rates(tile, replicas: int) -> np.ndarray:
     """Firing probability of each neuron of a tile under the uniform-activity model."""
-    pos = np.count_nonzero(tile.crossbar[tile.axon_sign > 0], axis=0).astype(np.float64)
-    neg = np.count_nonzero(tile.crossbar[tile.axon_sign < 0], axis=0).astype(np.float64)
+    signed = tile.crossbar * tile.axon_sign[:, None]  # int8: weights in [-2, 1] times a sign
+    pos = np.count_nonzero(signed > 0, axis=0).astype(np.float64)
+    neg = np.count_nonzero(signed < 0, axis=0).astype(np.float64)
+    if tile.axon_rep is not None and len(tile.axon_rep):
+        # axons that OR spikes: an input has one axon per source replica, each with the input's
+        # weight (signed in the crossbar), so synapses per input are the axons' over the replicas
+        ns = float(tile.axon_rep.max() + 1)
+        pos, neg = pos / ns, neg / ns
     n = float(replicas)
     mean = n / 2 * (pos - neg)
     sd = np.sqrt(n * (n + 2) / 12 * (pos + neg))
@@ -113,3 +119,60 @@ def tile_traffic(g: nx.DiGraph, tiling: Tiling, order: list[str],
     keep = packets > 0
     desc = model or "uniform activity (inputs uniform on 0..N, potentials by the central limit theorem)"
     return Traffic(s[keep], d[keep], packets[keep], desc)
+
+
+@dataclass
+class Words:
+    """Multicast traffic: expected words per image from a tile to a block of the next layer's tiles
+    (the fan-out plan's pieces, fanout.py), each word delivered once to the whole block."""
+    src: np.ndarray  # int64 (W,): sending tile, all_tiles order
+    dst: np.ndarray  # int64 (W,): first tile of the block, all_tiles order
+    free: np.ndarray  # int64 (W,): bits of the tile position the block leaves free (fanout.FanOut.free)
+    packets: np.ndarray  # float64 (W,): expected words per image
+    model: str
+
+    @property
+    def total(self) -> float:
+        return float(self.packets.sum())
+
+
+def block_words(g: nx.DiGraph, tiling: Tiling, order: list[str], counts: dict[str, np.ndarray] | None = None,
+                model: str | None = None, per_replica: float | None = None) -> Words:
+    """Words between tiles and blocks on a multicast chip, summed over the replicas that send each
+    piece (on an OR chip replica r sends its own word to axon + r). per_replica, if given, replaces
+    every replica's firing rate (1.0 counts the routes, as links.spike_hops does unweighted)."""
+    first, i = {}, 0
+    for name in order:
+        first[name] = i
+        i += len(tiling.layers[name])
+    n_tiles = i
+    srcs, dsts, frees, ws = [], [], [], []
+    for name, nxt in itertools.pairwise(order):
+        pop = g.nodes[name]["pop"]
+        rate = np.zeros(pop.size)
+        tile_of = np.full(pop.size, -1, dtype=np.int64)
+        for t in tiling.layers[name]:
+            if per_replica is not None:
+                r = np.full(t.neurons, float(per_replica))
+            else:
+                r = uniform_rates(t, pop.replicas) if counts is None else counts[name][t.neuron_src] / pop.replicas
+            orig = t.neuron_copy == 0  # every copy fires with its original: the pieces' rate is the original's
+            np.add.at(rate, t.neuron_src[orig], r[orig])
+            tile_of[t.neuron_src] = first[name] + t.index
+        fo = tiling.fanout[name]
+        srcs.append(tile_of[fo.src])
+        dsts.append(first[nxt] + fo.tile)
+        frees.append(fo.free)
+        ws.append(rate[fo.src])
+    z = np.zeros(0, np.int64)
+    desc = model or "uniform activity (inputs uniform on 0..N, potentials by the central limit theorem)"
+    if not srcs:
+        return Words(z, z, z, np.zeros(0), desc)
+    src, dst, free, w = (np.concatenate(v) for v in (srcs, dsts, frees, ws))
+    key = (src * n_tiles + dst) * (int(free.max(initial=0)) + 1) + free
+    key, inv = np.unique(key, return_inverse=True)
+    packets = np.bincount(inv, weights=w, minlength=len(key))
+    sd, f = np.divmod(key, int(free.max(initial=0)) + 1)
+    s, d = np.divmod(sd, n_tiles)
+    keep = packets > 0
+    return Words(s[keep], d[keep], f[keep], packets[keep], desc)
