@@ -161,7 +161,7 @@ def _get(d: dict, key: str, typ, where: str):
     if typ is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        raise _bad(f"field {key!r} is {v!r}, expected {typ.__name__}", where)
+        raise _bad(f"field {key!r} is {str(v)[:60]!r}, expected {typ.__name__}", where)
     return v
 
 

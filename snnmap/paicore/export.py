@@ -19,7 +19,8 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.chip.spec import ChipSpec
 from snnmap.errors import SnnmapError
-from snnmap.image.format import ChipImage, CoreImage, image_to_bytes, parse_image
+from snnmap.image.format import ChipImage, CoreImage, _bad, image_to_bytes, parse_image
+from snnmap.image.format import _get as _field
 from snnmap.io.arrays import pack_arrays, unpack_arrays
 from snnmap.paicore import frames as F
 
@@ -226,21 +227,6 @@ def _fsync_tree(root: Path) -> None:
 
 
 # ---- reading back ---------------------------------------------------------------------------------
-
-def _bad(msg: str, where: str) -> SnnmapError:
-    return SnnmapError(msg, where=where)
-
-
-def _field(d: dict, key: str, typ, where: str):
-    if not isinstance(d, dict) or key not in d:
-        raise _bad(f"lacks field {key!r}", where)
-    v = d[key]
-    if typ is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        raise _bad(f"field {key!r} is {str(v)[:60]!r}, expected {typ.__name__}", where)
-    return v
-
 
 def _read_bytes(path: Path, limit: int, where: str) -> bytes:
     try:

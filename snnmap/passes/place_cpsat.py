@@ -250,39 +250,7 @@ class Placer:
                 m.Add(coord_v[heavy][0] <= (board.width - 1) // 2)
                 m.Add(coord_v[heavy][1] <= (board.height - 1) // 2)
         m.Minimize(cp_model.LinearExpr.WeightedSum(terms, coefs))
-        solver = cp_model.CpSolver()
-        p = solver.parameters
-        p.num_workers = 1
-        p.random_seed = self.seed
-        p.max_deterministic_time = max(work, 1e-3)
-        p.symmetry_level = 0  # CP-SAT 9.15 can fail inside symmetry detection on hinted models
-        if quick:  # small models: presolve and the LP cost more than the search they save
-            p.cp_model_presolve = False
-            p.linearization_level = 0
-        if wall is not None:
-            p.max_time_in_seconds = wall
-        try:
-            status = solver.Solve(m)
-        except (IndexError, RuntimeError):  # a solver fault: the current placement stays, counted
-            rep.faults += 1
-            return False
-        rep.solves += 1
-        rep.work += solver.deterministic_time + SOLVE_OVERHEAD
-        if wall is not None and solver.wall_time >= wall * 0.999 and status != cp_model.OPTIMAL:
-            self.cut_by_clock = True
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return False
-        rep.objective += solver.ObjectiveValue() / scale
-        rep.bound += solver.BestObjectiveBound() / scale
-        rep.proven += status == cp_model.OPTIMAL
-        new = np.array([solver.Value(s) for s in slot_v], dtype=np.int64)
-        before = cost.local(pos, free)
-        old = pos[free].copy()
-        pos[free] = new
-        if cost.local(pos, free) < before - 1e-9:
-            return True
-        pos[free] = old  # integer rounding may prefer a solution that is not better in float64
-        return False
+        return solve_and_keep(self, m, rep, work, wall, SOLVE_OVERHEAD, scale, slot_v, pos, free, cost, quick)
 
     def run_pass(self, name: str, body, progress) -> PassReport:
         rep = PassReport(name)
@@ -416,3 +384,46 @@ def place_cpsat(board: Board, traffic: Traffic, layer_tiles: list[np.ndarray], s
                                                                          deadline)))
     placer.pos = pos
     return placer
+
+
+def solve_and_keep(owner, m, rep, work: float, wall: float | None, overhead: float, scale: float, values,
+                   pos: np.ndarray, free: np.ndarray, cost, quick: bool) -> bool:
+    """Solve one window (one worker, owner's seed, a deterministic-time budget), count it in rep,
+    and keep its solution in pos[free] only if cost.local says it is better (integer rounding of
+    the costs may prefer one that is not, in float64). quick: a small model, where presolve and
+    the LP cost more than the search they save. Shared by the mesh and the multicast placers."""
+    from ortools.sat.python import cp_model
+
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.num_workers = 1
+    p.random_seed = owner.seed
+    p.max_deterministic_time = max(work, 1e-3)
+    p.symmetry_level = 0  # CP-SAT 9.15 can fail inside symmetry detection on hinted models
+    if quick:
+        p.cp_model_presolve = False
+        p.linearization_level = 0
+    if wall is not None:
+        p.max_time_in_seconds = wall
+    try:
+        status = solver.Solve(m)
+    except (IndexError, RuntimeError):  # a solver fault: the current placement stays, counted
+        rep.faults += 1
+        return False
+    rep.solves += 1
+    rep.work += solver.deterministic_time + overhead
+    if wall is not None and solver.wall_time >= wall * 0.999 and status != cp_model.OPTIMAL:
+        owner.cut_by_clock = True
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return False
+    rep.objective += solver.ObjectiveValue() / scale
+    rep.bound += solver.BestObjectiveBound() / scale
+    rep.proven += status == cp_model.OPTIMAL
+    new = np.array([solver.Value(v) for v in values], dtype=np.int64)
+    before = cost.local(pos, free)
+    old = pos[free].copy()
+    pos[free] = new
+    if cost.local(pos, free) < before - 1e-9:
+        return True
+    pos[free] = old
+    return False

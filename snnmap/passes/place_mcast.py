@@ -39,7 +39,7 @@ from snnmap.deadline import Deadline
 from snnmap.links import grid_link_loads
 from snnmap.passes.fanout import slots
 from snnmap.passes.place import Placement
-from snnmap.passes.place_cpsat import PassReport
+from snnmap.passes.place_cpsat import PassReport, solve_and_keep
 from snnmap.passes.tiling import demorton
 from snnmap.passes.traffic import Words
 
@@ -405,38 +405,7 @@ class MPlacer:
                 m.AddHint(k, int(tab[here]))
                 terms.append(k)
         m.Minimize(sum(terms))
-        solver = cp_model.CpSolver()
-        p = solver.parameters
-        p.num_workers = 1
-        p.random_seed = self.seed
-        p.max_deterministic_time = max(work, 1e-3)
-        p.symmetry_level = 0
-        p.cp_model_presolve = False  # small table models: presolve costs more than the search it saves
-        p.linearization_level = 0
-        if wall is not None:
-            p.max_time_in_seconds = wall
-        try:
-            status = solver.Solve(m)
-        except (IndexError, RuntimeError):
-            rep.faults += 1
-            return False
-        rep.solves += 1
-        rep.work += solver.deterministic_time + MCAST_SOLVE_OVERHEAD
-        if wall is not None and solver.wall_time >= wall * 0.999 and status != cp_model.OPTIMAL:
-            self.cut_by_clock = True
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return False
-        rep.objective += solver.ObjectiveValue() / scale
-        rep.bound += solver.BestObjectiveBound() / scale
-        rep.proven += status == cp_model.OPTIMAL
-        new = np.array([solver.Value(v) for v in bvars], dtype=np.int64)
-        before = cost.local(base, free)
-        old = base[free].copy()
-        base[free] = new
-        if cost.local(base, free) < before - 1e-9:
-            return True
-        base[free] = old
-        return False
+        return solve_and_keep(self, m, rep, work, wall, MCAST_SOLVE_OVERHEAD, scale, bvars, base, free, cost, True)
 
 
 def _nearest_units(placer: MPlacer, base: np.ndarray, center: int, count: int, exclude=()) -> np.ndarray:
