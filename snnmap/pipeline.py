@@ -32,6 +32,22 @@ class CompileResult:
     timings: dict[str, float] = field(default_factory=dict)
     placement_report: dict = field(default_factory=dict)
 
+    def ann_counts(self, core_spikes: list, n_images: int) -> dict[str, np.ndarray]:
+        """Spikes per ANN neuron of each layer, (images, neurons), from the simulator's recorded
+        spikes of every core (record=True): replicas summed, and a fan-out copy, which fires with
+        its original, not counted again (the simulator's per-layer totals count every neuron on
+        the chip, copies included). The tiling only labels the image's cores, in tile order."""
+        counts, i = {}, 0
+        for name, tiles in self.tiling.layers.items():
+            size = int(np.prod(self.image.layers[len(counts)]["shape"]))
+            acc = np.zeros((size, n_images), dtype=np.int64)
+            for t in tiles:
+                first = t.neuron_copy == 0
+                np.add.at(acc, t.neuron_src[first], core_spikes[i][first].astype(np.int64))
+                i += 1
+            counts[name] = acc.T
+        return counts
+
     def layer_table(self) -> list[dict]:
         spec = self.image.spec
         rows = []

@@ -34,16 +34,7 @@ OR_UNICAST = ChipSpec(**{**MCAST.to_dict(), "name": "or-unicast", "multicast": F
 
 def layer_counts_from_cores(result, core_spikes, n_images):
     """Sum recorded replica spikes per ANN neuron, using the tiling only to label the image's cores."""
-    counts, i = {}, 0
-    for name, tiles in result.tiling.layers.items():
-        size = int(np.prod(result.image.layers[len(counts)]["shape"]))
-        acc = np.zeros((size, n_images), dtype=np.int64)
-        for t in tiles:
-            first = t.neuron_copy == 0  # a fan-out copy fires with its original: count one of them
-            np.add.at(acc, t.neuron_src[first], core_spikes[i][first].astype(np.int64))
-            i += 1
-        counts[name] = acc.T
-    return counts
+    return result.ann_counts(core_spikes, n_images)
 
 
 @pytest.mark.parametrize("spec", [SG64, TINY, COMBINING, MCAST, COPIES, OR_UNICAST],
