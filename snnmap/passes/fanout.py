@@ -108,8 +108,9 @@ def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndar
     cover taken top-down would emit). Costs O(reads x levels), not positions x inputs."""
     if len(x) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    by_x = np.lexsort((p, x))  # reads of one input together, by position
-    by_r = np.lexsort((p, r))  # uses of one residue together, by position
+    span = int(p.max()) + 1
+    by_x = np.argsort(x * span + p, kind="stable")  # reads of one input together, by position
+    by_r = np.argsort(r * span + p, kind="stable")  # uses of one residue together, by position
     level = np.zeros(len(x), dtype=np.int64)
     alive = np.ones(len(x), dtype=bool)
     for lv in range(1, max_level + 1):
@@ -123,8 +124,11 @@ def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndar
             break
         level[alive] = lv
     start = p >> level << level
-    key = np.unique(np.stack([x, start, level]), axis=1)
-    return key[0], key[1], (1 << key[2]) - 1
+    lv_span = int(level.max()) + 1
+    key = np.unique((x * span + start) * lv_span + level)  # each block once, by input then position
+    xs, rest = np.divmod(key, span * lv_span)
+    start, level = np.divmod(rest, lv_span)
+    return xs, start, (1 << level) - 1
 
 
 def _group_sizes(a: np.ndarray, b: np.ndarray, perm: np.ndarray) -> np.ndarray:

@@ -93,8 +93,8 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     py0, px0 = max(y0 * s - p, 0), max(x0 * s - p, 0)
     py1, px1 = min((y1 - 1) * s - p + proj.kh, H), min((x1 - 1) * s - p + proj.kw, W)
     ph, pw = py1 - py0, px1 - px0
-    oy, ox = np.meshgrid(np.arange(y0, y1), np.arange(x0, x1), indexing="ij")
-    oy, ox = oy.ravel(), ox.ravel()
+    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
+    ox = np.tile(np.arange(x0, x1), y1 - y0)
     n = pop.replicas
     cg = c1 - c0
     n_ann = len(oy) * cg
