@@ -607,37 +607,13 @@ def _summary(order, st, old: OldImage, coords, first, payloads, place_report) ->
             "layers": layers, "placement": place_report}
 
 
-def _local_traffic(g, order, st, first, tiles_of, pairs, counts):
+def _local_traffic(g, order, first, tiles_of, pairs, counts):
     """Traffic (packets per image) between the tiles of the given consecutive layer pairs."""
-    from snnmap.passes.traffic import Traffic, uniform_rates
+    from snnmap.passes.traffic import pair_traffic
 
-    n_tiles = int(first[-1])
-    pos = {name: i for i, name in enumerate(order)}
-    srcs, dsts, ws = [], [], []
-    for name, nxt in pairs:
-        pop = g.nodes[name]["pop"]
-        rate = np.zeros(pop.size)
-        tile_of = np.full(pop.size, -1, dtype=np.int64)
-        for t in tiles_of(name):
-            r = uniform_rates(t, pop.replicas) if counts is None else counts[name][t.neuron_src] / pop.replicas
-            orig = t.neuron_copy == 0
-            np.add.at(rate, t.neuron_src[orig], r[orig])
-            tile_of[t.neuron_src] = first[pos[name]] + t.index
-        pairs_ = np.concatenate([t.axon_src[t.axon_src >= 0] * n_tiles + first[pos[nxt]] + t.index
-                                 for t in tiles_of(nxt)])
-        key, cnt = np.unique(pairs_, return_counts=True)
-        ann, dst = np.divmod(key, n_tiles)
-        srcs.append(tile_of[ann])
-        dsts.append(dst)
-        ws.append(rate[ann] * cnt)
-    if not srcs:
-        return Traffic(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), "")
-    src, dst, w = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
-    key, inv = np.unique(src * n_tiles + dst, return_inverse=True)
-    packets = np.bincount(inv, weights=w, minlength=len(key))
-    s, d = np.divmod(key, n_tiles)
-    keep = packets > 0
-    return Traffic(s[keep], d[keep], packets[keep], "")
+    names = {n for pair in pairs for n in pair}
+    starts = {name: int(first[i]) for i, name in enumerate(order)}
+    return pair_traffic(g, {n: tiles_of(n) for n in names}, starts, int(first[-1]), pairs, counts, "")
 
 
 def _place_fresh(g, order, st, old, first, coords, fresh, spec, chips, model, calibration, calibration_name,
@@ -705,7 +681,7 @@ def _place_fresh(g, order, st, old, first, coords, fresh, spec, chips, model, ca
     else:
         pairs = [(order[i], order[i + 1]) for i in range(len(order) - 1) if i in fresh_set or i + 1 in fresh_set]
     with _timer(timings, "place: traffic"):
-        traffic = _local_traffic(g, order, st, first, tiles_of, pairs, counts)
+        traffic = _local_traffic(g, order, first, tiles_of, pairs, counts)
     placer = Placer(board, Cost(board, traffic, n_total), seed, deadline)
     new_rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in fresh]) if fresh else np.zeros(0, np.int64)
     seconds = place_seconds if place_seconds is not None else default_place_seconds(max(len(new_rows), 1))

@@ -32,9 +32,19 @@ OR_UNICAST = ChipSpec(**{**MCAST.to_dict(), "name": "or-unicast", "multicast": F
                          "reserved_corner": 0})
 
 
-def layer_counts_from_cores(result, core_spikes, n_images):
-    """Sum recorded replica spikes per ANN neuron, using the tiling only to label the image's cores."""
-    return result.ann_counts(core_spikes, n_images)
+def simulate_exactly(result, model, x, batch=5, img=None):
+    """Simulate the image through its bytes (as a user would), recording every core, and assert
+    that every ANN neuron's spikes (CompileResult.ann_counts), the predictions and the logits equal
+    the reference; returns the simulator's output and the image."""
+    img = parse_image(image_to_bytes(result.image)) if img is None else img
+    out = Simulator(img).run(x, batch=batch, record=True)
+    ref = evaluate(model, x)
+    got = result.ann_counts(out["core_spikes"], len(x))
+    for layer, want in zip(model.layers, ref["counts"][1:]):
+        assert np.array_equal(got[layer.name], want.reshape(len(x), -1)), layer.name
+    assert np.array_equal(out["pred"], ref["pred"])
+    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-12)
+    return out, img
 
 
 @pytest.mark.parametrize("spec", [SG64, TINY, COMBINING, MCAST, COPIES, OR_UNICAST],
@@ -48,14 +58,7 @@ def test_image_simulation_equals_reference(spec, model, seed):
     except DesignRuleError as e:
         assert "limit" in str(e)
         return
-    img = parse_image(image_to_bytes(result.image))  # through the bytes, as a user would
-    out = Simulator(img).run(x, batch=5, record=True)
-    ref = evaluate(model, x)
-    got = layer_counts_from_cores(result, out["core_spikes"], len(x))
-    for layer, want in zip(model.layers, ref["counts"][1:]):
-        assert np.array_equal(got[layer.name], want.reshape(len(x), -1)), layer.name
-    assert np.array_equal(out["pred"], ref["pred"])
-    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-12)
+    out, img = simulate_exactly(result, model, x)
     assert np.array_equal(out["spikes"], sum(c.sum(axis=0) for c in out["core_spikes"]))
     fast = Simulator(img).run(x, batch=7)  # without recording, the grouped fast paths run
     for key in ("pred", "logits", "spikes", "sops", "layer_spikes"):

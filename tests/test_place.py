@@ -12,7 +12,6 @@ from snnmap.chip import address
 from snnmap.chip.spec import SG64, ChipSpec
 from snnmap.convert import convert
 from snnmap.errors import DesignRuleError, SnnmapError
-from snnmap.image import image_to_bytes, parse_image
 from snnmap.ir import chip_layers
 from snnmap.passes.place import Board, make_board, random_slots, sequential_slots
 from snnmap.passes.place_balance import BALANCE_TOLERANCE
@@ -21,11 +20,10 @@ from snnmap.passes.place_curve import chip_curve, curve_slots
 from snnmap.passes.traffic import Traffic, calibrated_counts, tile_traffic, uniform_rates
 from snnmap.pipeline import compile_model
 from snnmap.reference import evaluate
-from snnmap.sim import Simulator
 
 from randnet import images, networks
 from test_cli import assert_clean_failure, run
-from test_end_to_end import TINY, layer_counts_from_cores
+from test_end_to_end import TINY, simulate_exactly
 from test_image import small_model
 
 
@@ -185,13 +183,7 @@ def test_simulation_stays_exact_on_every_placer_and_board(placer, chips, model, 
     except SnnmapError as e:  # a board too small for this network
         assert "need" in str(e)
         return
-    img = parse_image(image_to_bytes(result.image))
-    out = Simulator(img).run(x, batch=3, record=True)
-    ref = evaluate(model, x)
-    got = layer_counts_from_cores(result, out["core_spikes"], len(x))
-    for layer, want in zip(model.layers, ref["counts"][1:]):
-        assert np.array_equal(got[layer.name], want.reshape(len(x), -1)), layer.name
-    assert np.array_equal(out["pred"], ref["pred"])
+    simulate_exactly(result, model, x, batch=3)
     rep = result.placement_report
     assert rep["spike_hops"] >= rep["lower_bound"] - 1e-6
 

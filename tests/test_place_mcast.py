@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from snnmap.chip.spec import PAICORE2
 from snnmap.convert import convert
 from snnmap.errors import DesignRuleError
-from snnmap.image import image_to_bytes, parse_image
+from snnmap.image import image_to_bytes
 from snnmap.ir import chip_layers, source_of
 from snnmap.links import grid_link_loads, link_loads, segment_hops, spike_hops, tree_segments
 from snnmap.passes.place_balance import BALANCE_TOLERANCE
@@ -19,12 +19,10 @@ from snnmap.passes.place_blocks import block_codes
 from snnmap.passes.place_mcast import CodeBoard, MCost, check_bases, make_units, random_bases, start_bases
 from snnmap.passes.traffic import block_words
 from snnmap.pipeline import compile_model
-from snnmap.reference import evaluate
-from snnmap.sim import Simulator
 from snnmap.zoo import lenet
 
 from randnet import images, networks
-from test_end_to_end import MCAST, layer_counts_from_cores
+from test_end_to_end import MCAST, simulate_exactly
 
 
 def _union_links(sx, sy, dests):
@@ -139,10 +137,4 @@ def test_simulation_stays_exact_when_units_move(placer, model, seed):
     except DesignRuleError as e:
         assert "limit" in str(e)
         return
-    img = parse_image(image_to_bytes(result.image))
-    out = Simulator(img).run(x, batch=3, record=True)
-    ref = evaluate(model, x)
-    got = layer_counts_from_cores(result, out["core_spikes"], len(x))
-    for layer, want in zip(model.layers, ref["counts"][1:]):
-        assert np.array_equal(got[layer.name], want.reshape(len(x), -1)), layer.name
-    assert np.array_equal(out["pred"], ref["pred"])
+    simulate_exactly(result, model, x, batch=3)

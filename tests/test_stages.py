@@ -19,7 +19,7 @@ from snnmap.sim import Simulator
 from conftest import need_shared, LENET_PARAMS, MNIST
 from randnet import images, networks
 from test_cli import assert_clean_failure, run
-from test_end_to_end import COPIES, OR_UNICAST, TINY, layer_counts_from_cores
+from test_end_to_end import COPIES, OR_UNICAST, TINY, simulate_exactly
 from test_image import small_model
 
 # chips of two cores: random networks need several stages
@@ -46,13 +46,7 @@ def test_random_networks_in_stages_equal_reference(spec, model, seed, extra):
     assert img.stages == (want or need)
     event(f"stages {'>= 3' if img.stages >= 3 else img.stages}")
     assert np.bincount([c.stage for c in img.cores]).max() <= spec.cores_per_chip
-    out = Simulator(img).run(x, batch=4, record=True)
-    ref = evaluate(model, x)
-    got = layer_counts_from_cores(result, out["core_spikes"], len(x))
-    for layer, wantc in zip(model.layers, ref["counts"][1:]):
-        assert np.array_equal(got[layer.name], wantc.reshape(len(x), -1)), layer.name
-    assert np.array_equal(out["pred"], ref["pred"])
-    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-12)
+    out, _ = simulate_exactly(result, model, x, batch=4, img=img)
     fast = Simulator(img).run(x, batch=5)  # the grouped fast paths
     base = Simulator(flat.image).run(x, batch=5)  # the same network on a board, configured once
     for key in ("pred", "logits", "spikes", "sops", "layer_spikes"):

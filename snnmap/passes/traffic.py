@@ -91,33 +91,39 @@ def tile_traffic(g: nx.DiGraph, tiling: Tiling, order: list[str],
     for name in order:
         first[name] = i
         i += len(tiling.layers[name])
-    n_tiles = i
+    desc = model or "uniform activity (inputs uniform on 0..N, potentials by the central limit theorem)"
+    return pair_traffic(g, tiling.layers, first, i, itertools.pairwise(order), counts, desc)
+
+
+def pair_traffic(g: nx.DiGraph, layer_tiles, first: dict[str, int], n_tiles: int, pairs,
+                 counts: dict[str, np.ndarray] | None, desc: str) -> Traffic:
+    """Traffic between the tiles of the given (producer, consumer) layer pairs; tile t of layer L
+    is number first[L] + t.index of n_tiles (an incremental recompile asks for a few pairs only)."""
     srcs, dsts, ws = [], [], []
-    for name, nxt in itertools.pairwise(order):
+    for name, nxt in pairs:
         pop = g.nodes[name]["pop"]
         rate = np.zeros(pop.size)
         tile_of = np.full(pop.size, -1, dtype=np.int64)
-        for t in tiling.layers[name]:
+        for t in layer_tiles[name]:
             r = uniform_rates(t, pop.replicas) if counts is None else counts[name][t.neuron_src] / pop.replicas
             orig = t.neuron_copy == 0  # a fan-out copy fires with its original and sends a share of its packets
             np.add.at(rate, t.neuron_src[orig], r[orig])
             tile_of[t.neuron_src] = first[name] + t.index
         assert source_of(g, nxt) == name
-        pairs = np.concatenate([t.axon_src[t.axon_src >= 0] * n_tiles + first[nxt] + t.index
-                                for t in tiling.layers[nxt]])
-        key, cnt = np.unique(pairs, return_counts=True)
+        pairs_ = np.concatenate([t.axon_src[t.axon_src >= 0] * n_tiles + first[nxt] + t.index
+                                 for t in layer_tiles[nxt]])
+        key, cnt = np.unique(pairs_, return_counts=True)
         ann, dst = np.divmod(key, n_tiles)
         srcs.append(tile_of[ann])
         dsts.append(dst)
         ws.append(rate[ann] * cnt)
     if not srcs:
-        return Traffic(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), model or "uniform activity")
+        return Traffic(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), desc)
     src, dst, w = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
     key, inv = np.unique(src * n_tiles + dst, return_inverse=True)
     packets = np.bincount(inv, weights=w, minlength=len(key))
     s, d = np.divmod(key, n_tiles)
     keep = packets > 0
-    desc = model or "uniform activity (inputs uniform on 0..N, potentials by the central limit theorem)"
     return Traffic(s[keep], d[keep], packets[keep], desc)
 
 
