@@ -144,11 +144,9 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
     seconds = place_seconds if place_seconds is not None else \
         0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
     with _timer(timings, "traffic"):
-        from snnmap.passes.traffic import block_words, calibrated_counts, tile_traffic
+        from snnmap.passes.traffic import block_words, tile_traffic
 
-        counts = None if calibration is None else calibrated_counts(model, calibration)
-        desc = None if calibration is None else \
-            f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+        counts, desc = _activity(model, calibration, calibration_name)
         if spec.multicast:  # words to aligned blocks of tiles (the fan-out plan's pieces)
             words = block_words(g, tiles_by_layer, order, counts, desc)
         else:
@@ -172,6 +170,17 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         image.info["incremental"] = make_record(g, order, tiles_by_layer, tiling,
                                                 None if spec.multicast else (board.chips_x, board.chips_y))
     return CompileResult(image, tiles_by_layer, placement, bounds, timings, report)
+
+
+def _activity(model: QuantModel, calibration: np.ndarray | None, name: str) -> tuple[dict | None, str | None]:
+    """Spikes per ANN neuron for the traffic model, and its description: from the calibration
+    images through the reference, or None (the uniform-activity model describes itself)."""
+    if calibration is None:
+        return None, None
+    from snnmap.passes.traffic import calibrated_counts
+
+    return (calibrated_counts(model, calibration),
+            f"calibrated: mean activity of {len(calibration)} images{' of ' + name if name else ''}")
 
 
 def _place(tiles, tiling: Tiling, order: list[str], traffic, board: Board, placer: str, seed: int,
@@ -302,11 +311,9 @@ def _compile_staged(model, g, order, tiling_: Tiling, spec: ChipSpec, chips, wan
     n = sum(len(tiling_.layers[name]) for name in order)
     board = make_board(spec, 0, chips or (1, 1))
     with _timer(timings, "traffic"):
-        from snnmap.passes.traffic import calibrated_counts, tile_traffic
+        from snnmap.passes.traffic import tile_traffic
 
-        counts = None if calibration is None else calibrated_counts(model, calibration)
-        desc = None if calibration is None else \
-            f"calibrated: mean activity of {len(calibration)} images{' of ' + calibration_name if calibration_name else ''}"
+        counts, desc = _activity(model, calibration, calibration_name)
         traffic = tile_traffic(g, tiling_, order, counts, desc)
     with _timer(timings, "stages"):
         stage = st.cut(n, board.slots, want, st.cut_costs(traffic, n))
