@@ -1,6 +1,6 @@
 """Cores used by the tiler against the lower bound and the whole-input-map baseline.
 
-    python benchmarks/bench_tiling.py [--shared ../shared]
+    python benchmarks/bench_tiling.py [--shared ../shared] [--only "VGG-Net (random, seed 0) | paicore2"]
 
 Networks: the published four-spike LeNet (when --shared has it) and the paper's VGG-Net in
 four-spike form with random ternary weights and batch norm (seed 0). Prints one row per
@@ -19,7 +19,7 @@ from snnmap.errors import DesignRuleError
 from snnmap.importers.tl import import_tl
 from snnmap.passes import drc
 from snnmap.passes.bounds import layer_bounds
-from snnmap.passes.tiling import choose_shapes, cut_tiles
+from snnmap.passes.tiling import tile_network
 from snnmap.zoo import LENET_ARCH, lenet, vgg
 
 
@@ -31,7 +31,7 @@ def row(name, model, spec):
     t0 = time.perf_counter()
     try:
         drc.check_before_tiling(g, spec)
-        tiling = cut_tiles(g, choose_shapes(g, spec), spec)
+        tiling = tile_network(g, spec)  # the shape search and the cut, as compile runs them
         drc.check_before_placement(g, tiling, spec)
     except DesignRuleError as e:
         return f"| {name} | {spec.name} | - | {bound} | - | {base if base is not None else '-'} | " \
@@ -45,6 +45,7 @@ def row(name, model, spec):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="../shared")
+    ap.add_argument("--only", default=None, help="rows whose 'network | chip' contains this text, e.g. 'VGG-Net (random, seed 0) | paicore2'")
     a = ap.parse_args()
     params = Path(a.shared) / "reference" / "sg_lenet_mnist_k1_B2.npz"
     wide = ChipSpec(**{**SG64.to_dict(), "name": "sg64, 1024 destinations", "max_destinations": 1024})
@@ -56,7 +57,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, model in nets:
         for spec in (SG64, wide, PAICORE2):
-            print(row(name, model, spec), flush=True)
+            if a.only is None or a.only in f"{name} | {spec.name}":
+                print(row(name, model, spec), flush=True)
 
 
 if __name__ == "__main__":
