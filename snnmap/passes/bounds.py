@@ -9,7 +9,9 @@ tiles share one level; with padding, a map too small for a whole window has no n
 whole kernel: the largest window that occurs counts), of the larger of the two. Where no two distinct ANN neurons of the layer fit one core together at level L (the
 union of their inputs, counted in axons, exceeds axons_at(L); checked exactly over every pair
 of channels and every offset of their windows), a core at level L holds the replicas of one
-ANN neuron at most, and its neuron bound counts so. The baseline is the tiling of the public PAICORE toolchain: every core of a layer
+ANN neuron at most, and its neuron bound counts so. More generally a core holds at most
+density.max_neurons distinct ANN neurons within axons_at(L) (a layer-cake isoperimetric argument
+over the receptive fields; it binds on LeNet's 5x5 layers at level 0 on sg64). The baseline is the tiling of the public PAICORE toolchain: every core of a layer
 takes the layer's whole input map, so only neurons are divided among cores.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
+from snnmap.passes.density import max_neurons
 from snnmap.passes.tiling import axon_universe, baseline_shape
 
 
@@ -109,10 +112,10 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
         need *= src.replicas
     lo = next((L for L in range(spec.fanin_max_level + 1)
                if need <= spec.axons_at(L) and pop.replicas <= spec.neurons_at(L)), None)
-    best = None
     pair = None
     if pop.size > 1 and lo is not None:  # only whether it exceeds axons_at(level >= lo) matters
         pair = min_pair_axons(proj, src.replicas, spec, enough=spec.axons_at(lo))
+    cands = []
     for level in range(lo if lo is not None else spec.fanin_max_level + 1, spec.fanin_max_level + 1):
         if spec.neurons_at(level) < 1:
             break
@@ -121,7 +124,20 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
             per_core = min(per_core, pop.replicas)
         nb = -(-pop.neurons // per_core)
         ab = -(-n_axons // spec.axons_at(level))
-        if best is None or max(nb, ab) < best[2]:
+        cands.append([max(nb, ab), level, nb, ab, per_core])
+    # the density cap (density.py) can only raise a level's neuron bound: refine the levels in
+    # order of their bound until the best refined one is no worse than the next unrefined
+    cands.sort()
+    best = None
+    for value, level, nb, ab, per_core in cands:
+        if best is not None and best[2] <= value:
+            break
+        if per_core > pop.replicas and pop.size > 1:
+            d = max_neurons(proj.weights, spec.axon_accumulates, 1 if spec.axon_accumulates else src.replicas,
+                            spec.axons_at(level), pop.shape[:2], src.shape[:2], proj.stride, proj.padding)
+            if d is not None and d * pop.replicas < per_core:
+                nb = -(-pop.neurons // (d * pop.replicas))
+        if best is None or (max(nb, ab), level) < (best[2], best[3]):
             best = (nb, ab, max(nb, ab), level)
     if best is None:
         best = (0, 0, 0, -1)

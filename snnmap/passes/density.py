@@ -1,0 +1,214 @@
+"""How many distinct ANN neurons of a convolution one core can hold at most within its axons.
+
+A rigorous cap, for any set of neurons (not only the tiler's boxes), that the neuron bound of a
+layer limited by axons counts (bounds.py). For a set S, let P_j be the output positions where S
+holds at least j channels. Every input position in the footprint of P_j (the kernel windows,
+clipped to the map) is read by j channels of one position at one kernel offset, so it needs at
+least g(j) axons, g(j) the fewest axons j channels need at any one offset. As a layer cake, S
+needs at least sum_j (g(j) - g(j-1)) * |footprint(P_j)| axons, and |footprint(P)| >= phi(|P|),
+a discrete isoperimetric bound for a point set plus the kernel box (rows, then columns).
+|S| = sum_j |P_j| with |P_1| >= |P_2| >= ...; the largest such sum within A axons comes from a
+dynamic programme over that chain (or, where it would be large, an upper bound on it by
+Lagrangian duality). g is exact (every channel subset) for layers of up to EXACT_CHANNELS
+output channels, else a lower bound (forced elements plus the j-th smallest support). On a chip
+whose axons OR spikes an axon stands for (input, source replica) whatever the sign: supports are
+unsigned and each element costs ns axons. The argument ignores that one input is also read at
+several kernel offsets, so it binds only where few positions with many channels are the densest
+sets (LeNet's 5x5 layers at level 0), not on wide layers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXACT_CHANNELS = 16
+DP_CELLS = 50_000_000  # above this many (channels x positions x axons) cells, the Lagrangian bound
+
+
+def supports(weights: np.ndarray, signed: bool) -> np.ndarray:
+    """(kh*kw, O, E) bool: the axon elements (input channel, and sign where axons add events)
+    each output channel needs at each kernel offset."""
+    kh, kw, c, o = weights.shape
+    w = weights.reshape(kh * kw, c, o).transpose(0, 2, 1)  # (D, O, C)
+    if signed:
+        return np.concatenate([w > 0, w < 0], axis=2)
+    return w != 0
+
+
+def channel_union_lb(sup: np.ndarray) -> np.ndarray:
+    """g[j], j = 0..O: a lower bound on the fewest elements the union of the supports of j
+    distinct channels at one kernel offset has, nondecreasing. At offset d, an element that all
+    but fewer than j channels contain is in every j-union (forced); the union holds the forced
+    ones and, from the j-th smallest channel on, that channel's others."""
+    n_d, n_o, n_e = sup.shape
+    g = np.zeros(n_o + 1, dtype=np.int64)
+    best = np.full(n_o, 1 << 62, dtype=np.int64)
+    j = np.arange(1, n_o + 1)
+    for d in range(n_d):
+        s = sup[d]
+        cnt = s.sum(axis=0)  # channels containing each element
+        # per channel, its elements by how many channels contain them: h[o, v]
+        h = np.zeros((n_o, n_o + 1), dtype=np.int64)
+        oo, ee = np.nonzero(s)
+        np.add.at(h, (oo, cnt[ee]), 1)
+        per_v = np.bincount(cnt, minlength=n_o + 1)  # elements contained by v channels
+        # forced for j: contained by more than O - j channels, i.e. v >= O - j + 1
+        suffix_h = np.cumsum(h[:, ::-1], axis=1)[:, ::-1]  # suffix_h[o, v] = sum_{v' >= v} h[o, v']
+        suffix_n = np.cumsum(per_v[::-1])[::-1]
+        v = n_o - j + 1  # (O,) threshold per j
+        forced = suffix_n[v]
+        rest = s.sum(axis=1)[:, None] - suffix_h[:, v]  # (O channels, O values of j)
+        kth = np.sort(rest, axis=0)[j - 1, j - 1]
+        best = np.minimum(best, forced + kth)
+    g[1:] = np.maximum.accumulate(best)  # the true minimum is nondecreasing in j
+    return g
+
+
+def line_union_min(n_out: int, n_in: int, k: int, s: int, p: int) -> np.ndarray:
+    """f[t], t = 0..n_out: fewest inputs of a line of n_in that the windows (length k, stride s,
+    padding p, clipped to the line) of t distinct outputs cover, exactly (a dynamic programme
+    over the last output taken)."""
+    lo = np.clip(np.arange(n_out) * s - p, 0, n_in)
+    hi = np.clip(np.arange(n_out) * s - p + k, 0, n_in)
+    big = 1 << 40
+    # best[i] for t taken with the last at i
+    best = (hi - lo).astype(np.int64)
+    f = np.full(n_out + 1, big, dtype=np.int64)
+    f[0] = 0
+    f[1] = best.min() if n_out else 0
+    for t in range(2, n_out + 1):
+        new = np.full(n_out, big, dtype=np.int64)
+        for i in range(t - 1, n_out):
+            prev = best[:i]  # the previous output taken at i' < i
+            add = hi[i] - np.maximum(lo[i], hi[:i])  # inputs of window i beyond window i'
+            new[i] = (prev + np.maximum(add, 0)).min()  # windows are monotone: the union grows by the part past i'
+        best = new
+        f[t] = best.min()
+    return f
+
+
+def _linear_minorant(f: np.ndarray, alpha: int) -> int:
+    """Largest beta with f[t] >= alpha * t + beta for every t >= 1."""
+    t = np.arange(1, len(f))
+    return int((f[1:] - alpha * t).min()) if len(t) else 0
+
+
+def footprint_lb(max_a: int, out_hw: tuple[int, int], in_hw: tuple[int, int], kernel: tuple[int, int],
+                 stride: int, padding: int) -> np.ndarray:
+    """phi[a], a = 0..max_a: fewest input positions the windows of any a output positions cover.
+    Rows first: r rows of a_i points cover at least sum f_w(a_i) >= aw * a + bw * r positions of
+    their own rows (f_w the exact line bound, aw, bw its linear minorant); those span at least
+    f_w(ceil(a / r)) columns, and each column with t of them covers >= ah * t + bh rows. Columns
+    first alike; the larger of the two, minimized over the row count r."""
+    (OH, OW), (H, W), (kh, kw) = out_hw, in_hw, kernel
+    fh = line_union_min(OH, H, kh, stride, padding)
+    fw = line_union_min(OW, W, kw, stride, padding)
+    a = np.arange(max_a + 1)
+    out = np.zeros(max_a + 1, dtype=np.int64)
+    for (f1, n1, f2, n2, span2) in ((fw, OW, fh, OH, W), (fh, OH, fw, OW, H)):
+        # f1 along the lines of points (rows when rows first), n1 points per line at most,
+        # n2 lines at most; f2 across (columns), span2 the most columns there are
+        a1 = min(stride, kw if f1 is fw else kh)
+        b1 = _linear_minorant(f1, a1)
+        a2 = min(stride, kh if f2 is fh else kw)
+        b2 = _linear_minorant(f2, a2)
+        best = np.full(max_a + 1, 1 << 40, dtype=np.int64)
+        for r in range(1, n2 + 1):
+            ok = (a >= r) & (a <= r * n1)
+            per_line = np.minimum(-(-a // r), n1)
+            y = a1 * a + b1 * r  # covered in the lines' own direction
+            cols = f1[np.clip(per_line, 0, n1)] if b2 >= 0 else np.full(max_a + 1, span2)
+            q = a2 * y + b2 * cols
+            best = np.where(ok, np.minimum(best, q), best)
+        out = np.maximum(out, np.where(a >= 1, best, 0))
+    return out
+
+
+def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
+    """g[j] exactly: the fewest elements j channels' supports cover at one offset, by enumerating
+    every channel subset (at most 16 channels, 32 elements)."""
+    n_d, n_o, n_e = sup.shape
+    assert n_o <= 16 and n_e <= 62
+    subsets = np.arange(1 << n_o)
+    size = np.array([bin(i).count("1") for i in subsets])
+    g = np.full(n_o + 1, 1 << 40, dtype=np.int64)
+    g[0] = 0
+    for d in range(n_d):
+        masks = (sup[d].astype(np.int64) << np.arange(n_e)).sum(axis=1)
+        u = np.zeros(1 << n_o, dtype=np.int64)
+        for o in range(n_o):
+            u = np.where((subsets >> o) & 1, u | masks[o], u)
+        bits = np.unpackbits(u.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        for j in range(1, n_o + 1):
+            g[j] = min(g[j], int(bits[size == j].min()))
+    return g
+
+
+def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
+    """g[j] exactly: the fewest elements the supports of j channels cover at one offset, by
+    enumerating every channel subset (at most EXACT_CHANNELS channels)."""
+    n_d, n_o, n_e = sup.shape
+    subsets = np.arange(1 << n_o, dtype=np.int64)
+    size = np.zeros(1 << n_o, dtype=np.int64)
+    for o in range(n_o):
+        size += (subsets >> o) & 1
+    order = np.argsort(size, kind="stable")
+    starts = np.searchsorted(size[order], np.arange(n_o + 2))
+    g = np.zeros(n_o + 1, dtype=np.int64)
+    best = np.full(n_o + 1, 1 << 40, dtype=np.int64)
+    words = -(-n_e // 63)
+    for d in range(n_d):
+        count = np.zeros(1 << n_o, dtype=np.int64)
+        for w in range(words):  # elements in words of 63 bits
+            chunk = sup[d][:, w * 63:(w + 1) * 63].astype(np.int64)
+            masks = (chunk << np.arange(chunk.shape[1], dtype=np.int64)).sum(axis=1)
+            u = np.zeros(1 << n_o, dtype=np.int64)
+            for o in range(n_o):
+                u[(subsets >> o) & 1 == 1] |= masks[o]
+            count += np.unpackbits(u.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
+        by_size = count[order]
+        for j in range(1, n_o + 1):
+            best[j] = min(best[j], int(by_size[starts[j]:starts[j + 1]].min()))
+    g[1:] = best[1:]
+    return g
+
+
+def _chain_max(g: np.ndarray, phi: np.ndarray, axons: int, multipliers: int = 64) -> int:
+    """Largest sum_j a_j over a_1 >= a_2 >= ... >= 0 with sum_j (g_j - g_{j-1}) phi(a_j) <= axons."""
+    n_o, amax = len(g) - 1, len(phi) - 1
+    delta = np.diff(g)
+    cost = delta[:, None] * phi[None, :]  # (O, amax + 1)
+    a = np.arange(amax + 1)
+    if n_o * (amax + 1) * (axons + 1) <= DP_CELLS:
+        neg = np.iinfo(np.int64).min // 4
+        # best[a, c]: most neurons in channels j..O with a_j = a at cost exactly c
+        nxt = np.full((amax + 1, axons + 1), neg, dtype=np.int64)
+        nxt[:, 0] = 0  # past the last channel: a_{O+1} = 0 costs nothing
+        for j in range(n_o - 1, -1, -1):
+            pm = np.maximum.accumulate(nxt, axis=0)  # a_{j+1} <= a_j
+            cur = np.full_like(nxt, neg)
+            for ai in range(amax + 1):
+                c = int(cost[j, ai])
+                if c <= axons:
+                    cur[ai, c:] = pm[ai, :axons + 1 - c] + ai
+            nxt = cur
+        return int(max(nxt.max(), 0))
+    lam = np.geomspace(1e-6, float(n_o * max(amax, 1)), multipliers)[:, None]  # every multiplier at once
+    v = np.zeros((multipliers, amax + 1))
+    for j in range(n_o - 1, -1, -1):  # any multiplier bounds the chain's sum from above
+        v = a - lam * cost[j] + np.maximum.accumulate(v, axis=1)
+    return min(n_o * amax, int(np.floor((lam[:, 0] * axons + v.max(axis=1)).min() + 1e-9)))
+
+
+def max_neurons(weights: np.ndarray, signed: bool, per_element: int, axons: int,
+                out_hw: tuple[int, int], in_hw: tuple[int, int], stride: int, padding: int) -> int | None:
+    """An upper bound on the distinct ANN neurons of the layer one core with `axons` axons holds
+    (each support element costs per_element axons), or None where the argument gives none."""
+    kh, kw, _, n_o = weights.shape
+    sup = supports(weights, signed)
+    g = (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
+    if g[1] <= 0:
+        return None
+    phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding)
+    feasible = np.flatnonzero(g[1] * phi <= axons)  # the positions a core's neurons sit at
+    return max(_chain_max(g, phi[:int(feasible.max()) + 1], axons), 1)
