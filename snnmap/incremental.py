@@ -197,6 +197,23 @@ class OldImage:
         return np.array([self.hdr[self.index[layer, t], :4] for t in range(n)], dtype=np.int64).reshape(-1, 4)
 
 
+def _blocks_hold(coords: np.ndarray, align: int, spec: ChipSpec) -> bool:
+    """Whether tiles kept at these cores still keep every multicast block of their producer an
+    aligned block: each run of `align` positions (as fanout.py cut them, place_mcast's units) at
+    consecutive codes from a multiple of `align`."""
+    from snnmap.passes.fanout import slots
+
+    n = len(coords)
+    if n == 0 or align == 1:
+        return True
+    chip = coords[:, 0] + (coords[:, 1] << spec.chip_x_bits)
+    codes = chip * spec.cores_per_chip + _morton(coords[:, 2], coords[:, 3])
+    run, off = np.divmod(slots(n, spec), align)
+    base = codes - off
+    first = np.r_[True, run[1:] != run[:-1]]
+    return bool((base % align == 0).all() and (base == base[first][np.cumsum(first) - 1]).all())
+
+
 def _core_hdr(payload: bytes, where: str) -> np.ndarray:
     """The `hdr` array, which pack_arrays writes first, without decoding the rest."""
     head = struct.Struct("<IHBB3s")
@@ -460,6 +477,12 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
              for name in order}
     first = np.cumsum([0] + [len(tiles_of(nm)) if st[nm].tiles is not None else len(old_layers[st[nm].old]["tiles"])
                              for nm in order])
+    if spec.multicast:  # a kept layer whose producer's blocks now need another alignment moves
+        for i, name in enumerate(order):
+            s = st[name]
+            if s.kept and not _blocks_hold(old.coords(s.old, int(first[i + 1] - first[i])), align[name], spec):
+                s.kept = s.layout_same = False
+                s.notes.append(f"moved: its producer's multicast blocks now need {align[name]}-aligned cores")
     n_total = int(first[-1])
     coords = np.full((n_total, 4), -1, np.int64)
     for i, name in enumerate(order):

@@ -200,6 +200,22 @@ def test_retile_when_the_new_weights_do_not_fit(tmp_path):
     same_simulation(res.data, dense, TINY, n=6)
 
 
+def test_layer_that_starts_reading_moves_to_aligned_cores(tmp_path):
+    """A layer whose weights were all zero read nothing, so its tiles needed no alignment; once
+    it reads, its producer's multicast blocks need aligned cores: the recompile moves it (found by
+    hypothesis: the image named a core it did not configure)."""
+    from snnmap.zoo import random_model
+
+    model = random_model("5C1-4C2-4C1-6C1-2", (4, 4), 1, seed=1)
+    silent = with_layer(model, 0, weights=np.zeros_like(model.layers[0].weights))
+    data, old = old_image(tmp_path, silent, MCAST)
+    res = compile_from(model, MCAST, old)
+    parse_image(res.data)
+    layer = res.summary["layers"][0]
+    assert any("aligned" in n for n in layer["notes"]), res.summary
+    same_simulation(res.data, model, MCAST, n=6)
+
+
 @pytest.mark.parametrize("spec", [TINY, MCAST], ids=["tiny", "mcast"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
