@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 EXACT_CHANNELS = 16
-DP_CELLS = 50_000_000  # above this many (channels x positions x axons) cells, the Lagrangian bound
+DP_CELLS = 50_000_000  # above this many (channels x positions x axons) steps, or a table of more
+DP_TABLE = 2_000_000  # than this many (positions x axons) cells, the Lagrangian bound
 
 
 def supports(weights: np.ndarray, signed: bool) -> np.ndarray:
@@ -66,23 +67,21 @@ def channel_union_lb(sup: np.ndarray) -> np.ndarray:
 
 def line_union_min(n_out: int, n_in: int, k: int, s: int, p: int) -> np.ndarray:
     """f[t], t = 0..n_out: fewest inputs of a line of n_in that the windows (length k, stride s,
-    padding p, clipped to the line) of t distinct outputs cover, exactly (a dynamic programme
-    over the last output taken)."""
+    padding p, clipped to the line) of t distinct outputs cover, exactly: windows are monotone,
+    so a set's union grows, output by output from the left, by the part past the previous one's
+    end (a dynamic programme over the last output taken)."""
     lo = np.clip(np.arange(n_out) * s - p, 0, n_in)
     hi = np.clip(np.arange(n_out) * s - p + k, 0, n_in)
     big = 1 << 40
-    # best[i] for t taken with the last at i
-    best = (hi - lo).astype(np.int64)
-    f = np.full(n_out + 1, big, dtype=np.int64)
-    f[0] = 0
-    f[1] = best.min() if n_out else 0
+    # grow[i', i]: inputs window i adds after window i' (i' < i)
+    grow = np.maximum(hi[None, :] - np.maximum(lo[None, :], hi[:, None]), 0)
+    grow = np.where(np.arange(n_out)[:, None] < np.arange(n_out)[None, :], grow, big)
+    best = (hi - lo).astype(np.int64)  # t = 1, the last (only) output at i
+    f = np.zeros(n_out + 1, dtype=np.int64)
+    if n_out:
+        f[1] = best.min()
     for t in range(2, n_out + 1):
-        new = np.full(n_out, big, dtype=np.int64)
-        for i in range(t - 1, n_out):
-            prev = best[:i]  # the previous output taken at i' < i
-            add = hi[i] - np.maximum(lo[i], hi[:i])  # inputs of window i beyond window i'
-            new[i] = (prev + np.maximum(add, 0)).min()  # windows are monotone: the union grows by the part past i'
-        best = new
+        best = (best[:, None] + grow).min(axis=0)
         f[t] = best.min()
     return f
 
@@ -179,7 +178,8 @@ def _chain_max(g: np.ndarray, phi: np.ndarray, axons: int, multipliers: int = 64
     delta = np.diff(g)
     cost = delta[:, None] * phi[None, :]  # (O, amax + 1)
     a = np.arange(amax + 1)
-    if n_o * (amax + 1) * (axons + 1) <= DP_CELLS:
+    cells = (amax + 1) * (axons + 1)
+    if n_o * cells <= DP_CELLS and cells <= DP_TABLE:
         neg = np.iinfo(np.int64).min // 4
         # best[a, c]: most neurons in channels j..O with a_j = a at cost exactly c
         nxt = np.full((amax + 1, axons + 1), neg, dtype=np.int64)
