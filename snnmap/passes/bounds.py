@@ -10,8 +10,8 @@ whole kernel: the largest window that occurs counts), of the larger of the two. 
 union of their inputs, counted in axons, exceeds axons_at(L); checked exactly over every pair
 of channels and every offset of their windows), a core at level L holds the replicas of one
 ANN neuron at most, and its neuron bound counts so. More generally a core holds at most
-density.max_neurons distinct ANN neurons within axons_at(L) (a layer-cake isoperimetric argument
-over the receptive fields; it binds on LeNet's 5x5 layers at level 0 on sg64). The baseline is the tiling of the public PAICORE toolchain: every core of a layer
+density.LayerDensity.cap distinct ANN neurons within axons_at(L) (layer-cake isoperimetric
+arguments over channels and kernel offsets; it binds on LeNet's 5x5 layers at level 0 on sg64). The baseline is the tiling of the public PAICORE toolchain: every core of a layer
 takes the layer's whole input map, so only neurons are divided among cores.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.ir import chip_layers, source_of
-from snnmap.passes.density import max_neurons
+from snnmap.passes.density import LayerDensity
 from snnmap.passes.tiling import axon_universe, baseline_shape
 
 
@@ -129,12 +129,19 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
     # order of their bound until the best refined one is no worse than the next unrefined
     cands.sort()
     best = None
-    for value, level, nb, ab, per_core in cands:
+    density = None
+    for k, (value, level, nb, ab, per_core) in enumerate(cands):
         if best is not None and best[2] <= value:
             break
         if per_core > pop.replicas and pop.size > 1:
-            d = max_neurons(proj.weights, spec.axon_accumulates, 1 if spec.axon_accumulates else src.replicas,
-                            spec.axons_at(level), pop.shape[:2], src.shape[:2], proj.stride, proj.padding)
+            if density is None:
+                density = LayerDensity(proj.weights, spec.axon_accumulates,
+                                       1 if spec.axon_accumulates else src.replicas, pop.shape[:2],
+                                       src.shape[:2], proj.stride, proj.padding)
+            # a cap this low already puts the level above the next one: no need to go lower
+            nxt = cands[k + 1][0] if k + 1 < len(cands) else None
+            enough = -(-pop.neurons // (pop.replicas * (nxt - 1))) - 1 if nxt is not None and nxt > 1 else 0
+            d = density.cap(spec.axons_at(level), enough, per_core // pop.replicas)
             if d is not None and d * pop.replicas < per_core:
                 nb = -(-pop.neurons // (d * pop.replicas))
         if best is None or (max(nb, ab), level) < (best[2], best[3]):

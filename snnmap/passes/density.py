@@ -12,9 +12,9 @@ dynamic programme over that chain (or, where it would be large, an upper bound o
 Lagrangian duality). g is exact (every channel subset) for layers of up to EXACT_CHANNELS
 output channels, else a lower bound (forced elements plus the j-th smallest support). On a chip
 whose axons OR spikes an axon stands for (input, source replica) whatever the sign: supports are
-unsigned and each element costs ns axons. The argument ignores that one input is also read at
-several kernel offsets, so it binds only where few positions with many channels are the densest
-sets (LeNet's 5x5 layers at level 0), not on wide layers.
+unsigned and each element costs ns axons. One input is also read at several kernel offsets:
+LayerDensity mixes in a second per-input bound, psi(positions around it), so that one channel
+spread over many positions (which needs both signs of almost every input) does not pass.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 EXACT_CHANNELS = 16
-DP_CELLS = 50_000_000  # above this many (channels x positions x axons) steps, or a table of more
-DP_TABLE = 2_000_000  # than this many (positions x axons) cells, the Lagrangian bound
+DP_STEPS = 20_000  # (channels x positions) rows of the exact programme at most, else the Lagrangian bound
+DP_TABLE = 200_000  # cells of its table at most: axons counted in coarser units above that
+OFFSET_UNIONS = 5  # psi(m) exactly for m up to this many offsets (psi stays flat beyond)
+OFFSET_ITEMS = 1024  # (offset, channel) supports at most, else psi is left out
+OFFSET_WORK = 1_000_000  # branch-and-bound steps for psi(m >= 3), all m together
 
 
 def supports(weights: np.ndarray, signed: bool) -> np.ndarray:
@@ -162,8 +165,8 @@ def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
             chunk = sup[d][:, w * 63:(w + 1) * 63].astype(np.int64)
             masks = (chunk << np.arange(chunk.shape[1], dtype=np.int64)).sum(axis=1)
             u = np.zeros(1 << n_o, dtype=np.int64)
-            for o in range(n_o):
-                u[(subsets >> o) & 1 == 1] |= masks[o]
+            for o in range(n_o):  # the subsets with channel o as their highest: those without it, plus o
+                u[1 << o:2 << o] = u[:1 << o] | masks[o]
             count += np.unpackbits(u.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
         by_size = count[order]
         for j in range(1, n_o + 1):
@@ -172,25 +175,77 @@ def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
     return g
 
 
-def _chain_max(g: np.ndarray, phi: np.ndarray, axons: int, multipliers: int = 64) -> int:
-    """Largest sum_j a_j over a_1 >= a_2 >= ... >= 0 with sum_j (g_j - g_{j-1}) phi(a_j) <= axons."""
-    n_o, amax = len(g) - 1, len(phi) - 1
-    delta = np.diff(g)
-    cost = delta[:, None] * phi[None, :]  # (O, amax + 1)
+def offset_unions(sup: np.ndarray, m_max: int = OFFSET_UNIONS, budget: int = OFFSET_WORK) -> list[int]:
+    """psi[m], m = 0..: the fewest elements the supports of m distinct kernel offsets cover, each
+    offset with one channel of its choice (the positions around one input hold m neurons, maybe
+    of m channels): exact, pairs all at once, then a branch and bound over the (offset, channel)
+    supports smallest first, for m up to m_max while the search stays within `budget` steps."""
+    n_d, n_o, n_e = sup.shape
+    flat = sup.reshape(n_d * n_o, n_e)
+    size = flat.sum(axis=1)
+    off = np.repeat(np.arange(n_d), n_o)
+    psi = [0, int(size.min())]
+    if n_d < 2 or m_max < 2:
+        return psi
+    packed = np.packbits(flat, axis=1)  # (items, bytes)
+    ones = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)  # bits set per byte
+    pair = np.zeros((len(flat), len(flat)), dtype=np.int64)
+    for b in range(packed.shape[1]):
+        pair += ones[packed[:, None, b] | packed[None, :, b]]
+    pair[off[:, None] == off[None, :]] = 1 << 40
+    psi.append(max(int(pair.min()), psi[-1]))
+    bits = [int.from_bytes(np.packbits(row[::-1]).tobytes(), "big") for row in flat]
+    order = np.argsort(size, kind="stable")
+    items = [(bits[i], int(off[i]), int(size[i])) for i in order]
+    steps = [0]
+    for m in range(3, min(m_max, n_d) + 1):
+        best = [1 << 40]
+
+        def dfs(start: int, cur: int, used: frozenset, depth: int) -> None:
+            if depth == m:
+                best[0] = min(best[0], cur.bit_count())
+                return
+            for i in range(start, len(items)):
+                steps[0] += 1
+                if steps[0] > budget:
+                    raise TimeoutError
+                mask, d, sz = items[i]
+                if sz >= best[0]:
+                    break  # the rest are no smaller, and a union is at least its largest part
+                if d not in used and (cur | mask).bit_count() < best[0]:
+                    dfs(i + 1, cur | mask, used | {d}, depth + 1)
+
+        try:
+            dfs(0, 0, frozenset(), 0)
+        except TimeoutError:
+            break
+        psi.append(max(best[0], psi[-1]))
+    return psi
+
+
+def _chain_max(cost: np.ndarray, axons: int, multipliers: int = 64) -> int:
+    """Largest sum_j a_j over a_1 >= a_2 >= ... >= 0 with sum_j cost[j, a_j] <= axons (costs
+    nondecreasing in a): by a dynamic programme over (a_j, axons spent), costs and axons counted
+    in units of `unit` rounded down (a sum of rounded-down costs stays within the rounded-down
+    axons, so the programme's answer is still an upper bound), or, with many channels, bounded
+    from above by Lagrangian duality."""
+    n_o, amax = cost.shape[0], cost.shape[1] - 1
     a = np.arange(amax + 1)
-    cells = (amax + 1) * (axons + 1)
-    if n_o * cells <= DP_CELLS and cells <= DP_TABLE:
-        neg = np.iinfo(np.int64).min // 4
+    if n_o * (amax + 1) <= DP_STEPS:
+        unit = max(1, -(-(amax + 1) * (axons + 1) // DP_TABLE))
+        icost = np.floor(cost / unit + 1e-9).astype(np.int64)
+        budget = axons // unit
+        neg = np.iinfo(np.int32).min // 4
         # best[a, c]: most neurons in channels j..O with a_j = a at cost exactly c
-        nxt = np.full((amax + 1, axons + 1), neg, dtype=np.int64)
+        nxt = np.full((amax + 1, budget + 1), neg, dtype=np.int32)
         nxt[:, 0] = 0  # past the last channel: a_{O+1} = 0 costs nothing
         for j in range(n_o - 1, -1, -1):
             pm = np.maximum.accumulate(nxt, axis=0)  # a_{j+1} <= a_j
             cur = np.full_like(nxt, neg)
             for ai in range(amax + 1):
-                c = int(cost[j, ai])
-                if c <= axons:
-                    cur[ai, c:] = pm[ai, :axons + 1 - c] + ai
+                c = int(icost[j, ai])
+                if c <= budget:
+                    cur[ai, c:] = pm[ai, :budget + 1 - c] + ai
             nxt = cur
         return int(max(nxt.max(), 0))
     lam = np.geomspace(1e-6, float(n_o * max(amax, 1)), multipliers)[:, None]  # every multiplier at once
@@ -200,15 +255,86 @@ def _chain_max(g: np.ndarray, phi: np.ndarray, axons: int, multipliers: int = 64
     return min(n_o * amax, int(np.floor((lam[:, 0] * axons + v.max(axis=1)).min() + 1e-9)))
 
 
+class LayerDensity:
+    """What the cap needs of one layer, computed once; cap(axons) per fan-in level.
+
+    Two lower bounds hold for every input q of a set S's footprint: g(k_q), with k_q the most
+    channels S has at one position around q, and psi(m_q), with m_q the positions of S around q.
+    Any mix theta * g + (1 - theta) * psi is one too. Summed over q, the g part is the layer cake
+    of the module docstring; the psi part, with psi(m) >= psi(1) + r (m - 1) (r the least slope
+    psi allows) and sum_q m_q = the windows' inputs >= w a (a = positions of S, w the smallest
+    window), is at least min(psi1 F + r (T - F), psi1 T), F = phi(a) <= |footprint| <= T = max(w a,
+    F). The cap is the smallest, over a few theta, of the chain's largest sum."""
+
+    THETAS = (1.0, 0.8, 0.7, 0.9, 0.6, 0.5, 0.3, 0.0)  # the plain cake first, then the usual best
+
+    def __init__(self, weights: np.ndarray, signed: bool, per_element: int, out_hw: tuple[int, int],
+                 in_hw: tuple[int, int], stride: int, padding: int):
+        kh, kw, _, n_o = weights.shape
+        sup = supports(weights, signed)
+        self.g = (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
+        self.sup, self.per_element, self.kernel = sup, per_element, (kh, kw)
+        self.phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding)
+        rows = line_union_min(out_hw[0], in_hw[0], kh, stride, padding)
+        cols = line_union_min(out_hw[1], in_hw[1], kw, stride, padding)
+        self.window = int(rows[1] * cols[1])  # the smallest window: fewest rows times fewest columns
+        self.psi_cost = None  # computed when first needed
+
+    def _offset_cost(self) -> np.ndarray | None:
+        """Per count of positions a, the psi part's least total (None: psi gives nothing)."""
+        if self.psi_cost is None:
+            n_d, n_o, _ = self.sup.shape
+            psi = offset_unions(self.sup) if self._with_psi() else [0, 0]
+            psi = np.array(psi, dtype=np.int64) * self.per_element
+            psi[1] = self.g[1]  # one offset, one channel: the same quantity
+            m_most = self.kernel[0] * self.kernel[1]
+            if len(psi) <= 2 or m_most < 2:
+                self.psi_cost = np.zeros(0)
+            else:
+                psi = np.concatenate([psi, np.full(max(m_most + 1 - len(psi), 0), psi[-1])])
+                r = min((psi[k] - psi[1]) / (k - 1) for k in range(2, m_most + 1))
+                a = np.arange(len(self.phi))
+                far = np.maximum(self.window * a, self.phi)
+                self.psi_cost = np.minimum(psi[1] * self.phi + r * (far - self.phi), psi[1] * far).astype(np.float64)
+        return self.psi_cost if len(self.psi_cost) else None
+
+    def _with_psi(self) -> bool:
+        """psi is computed for layers whose channel unions are exact (few channels) and whose
+        (offset, channel) supports are few: elsewhere the plain layer cake binds no better."""
+        n_d, n_o, _ = self.sup.shape
+        return n_o <= EXACT_CHANNELS and n_d * n_o <= OFFSET_ITEMS
+
+    def cap(self, axons: int, enough: int = 0, limit: int | None = None) -> int | None:
+        """Most distinct ANN neurons one core with `axons` axons can hold, or None (no claim).
+        With `enough`, it may stop at the first multiplier whose cap is at most that; with
+        `limit` (what the core's neurons allow), it returns `limit` where a chain of uniform
+        layers (k channels at a positions, g(k) phi(a) <= axons) shows the cap is no lower."""
+        g = self.g
+        if g[1] <= 0:
+            return None
+        if limit is not None and not self._with_psi():
+            k = np.arange(1, len(g))[:, None]
+            a = np.arange(len(self.phi))[None, :]
+            fits = g[1:, None] * self.phi[None, :] <= axons
+            if int((k * a * fits).max(initial=0)) >= limit:
+                return limit
+        best = None
+        for theta in self.THETAS:
+            if theta < 1 and self._offset_cost() is None:
+                break  # without psi every mix is the plain layer cake
+            first = theta * g[1] * self.phi + ((1 - theta) * self.psi_cost if theta < 1 else 0)
+            amax = int(np.flatnonzero(first <= axons).max())  # the positions a core's neurons sit at
+            cost = np.vstack([first[None, :amax + 1], theta * np.diff(g)[1:, None] * self.phi[None, :amax + 1]])
+            d = _chain_max(cost, axons)
+            best = d if best is None else min(best, d)
+            if best <= enough:
+                break
+        return max(best, 1)
+
+
 def max_neurons(weights: np.ndarray, signed: bool, per_element: int, axons: int,
-                out_hw: tuple[int, int], in_hw: tuple[int, int], stride: int, padding: int) -> int | None:
+                out_hw: tuple[int, int], in_hw: tuple[int, int], stride: int, padding: int,
+                enough: int = 0) -> int | None:
     """An upper bound on the distinct ANN neurons of the layer one core with `axons` axons holds
     (each support element costs per_element axons), or None where the argument gives none."""
-    kh, kw, _, n_o = weights.shape
-    sup = supports(weights, signed)
-    g = (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
-    if g[1] <= 0:
-        return None
-    phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding)
-    feasible = np.flatnonzero(g[1] * phi <= axons)  # the positions a core's neurons sit at
-    return max(_chain_max(g, phi[:int(feasible.max()) + 1], axons), 1)
+    return LayerDensity(weights, signed, per_element, out_hw, in_hw, stride, padding).cap(axons, enough)
