@@ -94,6 +94,24 @@ def largest_window_inputs(src, pop, proj) -> int:
                 for r0, r1 in rows for c0, c1 in cols), default=0)
 
 
+def _density_caps(pop, src, proj, spec: ChipSpec) -> list[tuple[LayerDensity, int]]:
+    """(cap, ANN neurons it applies to): every neuron of the layer, and, where padding clips the
+    border windows (border neurons need fewer axons, so the cap over all of them is loose), the
+    interior neurons alone as an unpadded layer on the part of the map their windows cover."""
+    per = 1 if spec.axon_accumulates else src.replicas
+    (H, W), (OH, OW), s, p = src.shape[:2], pop.shape[:2], proj.stride, proj.padding
+    whole = LayerDensity(proj.weights, spec.axon_accumulates, per, (OH, OW), (H, W), s, p)
+    out = [(whole, pop.size)]
+    if p:
+        rows = [oy for oy in range(OH) if oy * s - p >= 0 and oy * s - p + proj.kh <= H]
+        cols = [ox for ox in range(OW) if ox * s - p >= 0 and ox * s - p + proj.kw <= W]
+        if rows and cols:
+            ih, iw = (len(rows) - 1) * s + proj.kh, (len(cols) - 1) * s + proj.kw
+            out.append((LayerDensity(proj.weights, spec.axon_accumulates, per, (len(rows), len(cols)), (ih, iw),
+                                     s, 0, like=whole), len(rows) * len(cols) * pop.shape[2]))
+    return out
+
+
 def layer_bounds(g: nx.DiGraph, spec: ChipSpec) -> list[LayerBound]:
     return [layer_bound(g, name, spec) for name in chip_layers(g)]
 
@@ -129,21 +147,20 @@ def layer_bound(g: nx.DiGraph, name: str, spec: ChipSpec) -> LayerBound:
     # order of their bound until the best refined one is no worse than the next unrefined
     cands.sort()
     best = None
-    density = None
+    caps = None
     for k, (value, level, nb, ab, per_core) in enumerate(cands):
         if best is not None and best[2] <= value:
             break
         if per_core > pop.replicas and pop.size > 1:
-            if density is None:
-                density = LayerDensity(proj.weights, spec.axon_accumulates,
-                                       1 if spec.axon_accumulates else src.replicas, pop.shape[:2],
-                                       src.shape[:2], proj.stride, proj.padding)
+            if caps is None:
+                caps = _density_caps(pop, src, proj, spec)
             # a cap this low already puts the level above the next one: no need to go lower
             nxt = cands[k + 1][0] if k + 1 < len(cands) else None
-            enough = -(-pop.neurons // (pop.replicas * (nxt - 1))) - 1 if nxt is not None and nxt > 1 else 0
-            d = density.cap(spec.axons_at(level), enough, per_core // pop.replicas)
-            if d is not None and d * pop.replicas < per_core:
-                nb = -(-pop.neurons // (d * pop.replicas))
+            for density, ann in caps:
+                enough = -(-ann // (nxt - 1)) - 1 if nxt is not None and nxt > 1 else 0
+                d = density.cap(spec.axons_at(level), enough, per_core // pop.replicas)
+                if d is not None and d * pop.replicas < per_core:
+                    nb = max(nb, -(-ann // d))
         if best is None or (max(nb, ab), level) < (best[2], best[3]):
             best = (nb, ab, max(nb, ab), level)
     if best is None:

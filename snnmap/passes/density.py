@@ -63,9 +63,25 @@ def channel_union_lb(sup: np.ndarray) -> np.ndarray:
         forced = suffix_n[v]
         rest = s.sum(axis=1)[:, None] - suffix_h[:, v]  # (O channels, O values of j)
         kth = np.sort(rest, axis=0)[j - 1, j - 1]
-        best = np.minimum(best, forced + kth)
+        best = np.minimum(best, np.maximum(forced + kth, _de_caen(s)))
     g[1:] = np.maximum.accumulate(best)  # the true minimum is nondecreasing in j
     return g
+
+
+def _de_caen(s: np.ndarray) -> np.ndarray:
+    """Per j = 1..O, a lower bound on the union of any j of these sets (rows of s) by de Caen's
+    inequality |U A_i| >= sum_i |A_i|^2 / sum_k |A_i & A_k|, each term bounded below with A_i's
+    j - 1 largest intersections, and the j smallest terms summed."""
+    n_o = len(s)
+    f = s.astype(np.float32)
+    inter = (f @ f.T).astype(np.float64)  # counts below 2^24: exact in float32
+    size = np.diag(inter).copy()
+    np.fill_diagonal(inter, 0)
+    top = np.cumsum(-np.sort(-inter, axis=1), axis=1)  # top[i, m - 1]: sum of A_i's m largest
+    others = np.concatenate([np.zeros((n_o, 1)), top[:, :-1]], axis=1)  # [i, j - 1]: j - 1 largest
+    terms = np.sort(size[:, None] ** 2 / np.maximum(size[:, None] + others, 1), axis=0)  # (i sorted, j)
+    sums = np.cumsum(terms, axis=0)[np.arange(n_o), np.arange(n_o)]  # j smallest terms at j
+    return np.ceil(sums - 1e-6).astype(np.int64)
 
 
 def line_union_min(n_out: int, n_in: int, k: int, s: int, p: int) -> np.ndarray:
@@ -269,10 +285,12 @@ class LayerDensity:
     THETAS = (1.0, 0.8, 0.7, 0.9, 0.6, 0.5, 0.3, 0.0)  # the plain cake first, then the usual best
 
     def __init__(self, weights: np.ndarray, signed: bool, per_element: int, out_hw: tuple[int, int],
-                 in_hw: tuple[int, int], stride: int, padding: int):
+                 in_hw: tuple[int, int], stride: int, padding: int, like: LayerDensity | None = None):
+        """`like`: a LayerDensity of the same weights (another part of the map) to take g from."""
         kh, kw, _, n_o = weights.shape
-        sup = supports(weights, signed)
-        self.g = (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
+        sup = supports(weights, signed) if like is None else like.sup
+        self.g = like.g if like is not None else \
+            (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
         self.sup, self.per_element, self.kernel = sup, per_element, (kh, kw)
         self.phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding)
         rows = line_union_min(out_hw[0], in_hw[0], kh, stride, padding)
