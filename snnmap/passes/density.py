@@ -214,12 +214,18 @@ def offset_unions(sup: np.ndarray, m_max: int = OFFSET_UNIONS, budget: int = OFF
     order = np.argsort(size, kind="stable")
     items = [(bits[i], int(off[i]), int(size[i])) for i in order]
     steps = [0]
+    i, j = np.unravel_index(int(np.argmin(pair)), pair.shape)
+    found = (bits[i] | bits[j], {int(off[i]), int(off[j])})  # a best pair: the greedy start below
     for m in range(3, min(m_max, n_d) + 1):
-        best = [1 << 40]
+        # a feasible m-set (the last best plus its cheapest extension) bounds the search
+        cur, used = found
+        ext = min(((cur | mask).bit_count(), mask, d) for mask, d, _ in items if d not in used)
+        best = [ext[0], (cur | ext[1], used | {ext[2]})]
 
         def dfs(start: int, cur: int, used: frozenset, depth: int) -> None:
             if depth == m:
-                best[0] = min(best[0], cur.bit_count())
+                if cur.bit_count() < best[0]:
+                    best[0], best[1] = cur.bit_count(), (cur, set(used))
                 return
             for i in range(start, len(items)):
                 steps[0] += 1
@@ -236,6 +242,7 @@ def offset_unions(sup: np.ndarray, m_max: int = OFFSET_UNIONS, budget: int = OFF
         except TimeoutError:
             break
         psi.append(max(best[0], psi[-1]))
+        found = best[1]
     return psi
 
 
