@@ -143,51 +143,23 @@ def footprint_lb(max_a: int, out_hw: tuple[int, int], in_hw: tuple[int, int], ke
 
 
 def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
-    """g[j] exactly: the fewest elements j channels' supports cover at one offset, by enumerating
-    every channel subset (at most 16 channels, 32 elements)."""
-    n_d, n_o, n_e = sup.shape
-    assert n_o <= 16 and n_e <= 62
-    subsets = np.arange(1 << n_o)
-    size = np.array([bin(i).count("1") for i in subsets])
-    g = np.full(n_o + 1, 1 << 40, dtype=np.int64)
-    g[0] = 0
-    for d in range(n_d):
-        masks = (sup[d].astype(np.int64) << np.arange(n_e)).sum(axis=1)
-        u = np.zeros(1 << n_o, dtype=np.int64)
-        for o in range(n_o):
-            u = np.where((subsets >> o) & 1, u | masks[o], u)
-        bits = np.unpackbits(u.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
-        for j in range(1, n_o + 1):
-            g[j] = min(g[j], int(bits[size == j].min()))
-    return g
-
-
-def exact_channel_unions(sup: np.ndarray) -> np.ndarray:
     """g[j] exactly: the fewest elements the supports of j channels cover at one offset, by
-    enumerating every channel subset (at most EXACT_CHANNELS channels)."""
+    enumerating every channel subset (at most EXACT_CHANNELS channels), all offsets at once."""
     n_d, n_o, n_e = sup.shape
-    subsets = np.arange(1 << n_o, dtype=np.int64)
     size = np.zeros(1 << n_o, dtype=np.int64)
-    for o in range(n_o):
-        size += (subsets >> o) & 1
-    order = np.argsort(size, kind="stable")
-    starts = np.searchsorted(size[order], np.arange(n_o + 2))
-    g = np.zeros(n_o + 1, dtype=np.int64)
-    best = np.full(n_o + 1, 1 << 40, dtype=np.int64)
-    words = -(-n_e // 63)
-    for d in range(n_d):
-        count = np.zeros(1 << n_o, dtype=np.int64)
-        for w in range(words):  # elements in words of 63 bits
-            chunk = sup[d][:, w * 63:(w + 1) * 63].astype(np.int64)
-            masks = (chunk << np.arange(chunk.shape[1], dtype=np.int64)).sum(axis=1)
-            u = np.zeros(1 << n_o, dtype=np.int64)
-            for o in range(n_o):  # the subsets with channel o as their highest: those without it, plus o
-                u[1 << o:2 << o] = u[:1 << o] | masks[o]
-            count += np.unpackbits(u.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1, dtype=np.int64)
-        by_size = count[order]
-        for j in range(1, n_o + 1):
-            best[j] = min(best[j], int(by_size[starts[j]:starts[j + 1]].min()))
-    g[1:] = best[1:]
+    for o in range(n_o):  # channels in each subset, built as the unions below
+        size[1 << o:2 << o] = size[:1 << o] + 1
+    count = np.zeros((n_d, 1 << n_o), dtype=np.int64)
+    for w in range(-(-n_e // 64)):  # elements in words of 64 bits
+        chunk = sup[:, :, w * 64:(w + 1) * 64].astype(np.uint64)
+        masks = (chunk << np.arange(chunk.shape[2], dtype=np.uint64)).sum(axis=2, dtype=np.uint64)  # (D, O)
+        u = np.zeros((n_d, 1 << n_o), dtype=np.uint64)
+        for o in range(n_o):  # the subsets with channel o as their highest: those without it, plus o
+            u[:, 1 << o:2 << o] = u[:, :1 << o] | masks[:, o:o + 1]
+        count += np.bitwise_count(u)
+    least = count.min(axis=0)  # over offsets
+    g = np.full(n_o + 1, 1 << 40, dtype=np.int64)
+    np.minimum.at(g, size, least)
     return g
 
 
