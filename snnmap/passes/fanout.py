@@ -58,15 +58,15 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
     res_of = np.full(X, -1, dtype=np.int64)
     pos = slots(T, spec)
     bits = int(pos[-1]).bit_length() if T else 0
-    rx, rt = [], []  # the reads: input x read by tile t (at axon row res_of[x] * ns)
-    for t, tile in enumerate(tiles):
-        rows0 = tile.axon_src[::ns]  # periodic layout: replica r of residue q is row q * ns + r
-        q = np.flatnonzero(rows0 >= 0)
-        res_of[rows0[q]] = q
-        rx.append(rows0[q])
-        rt.append(np.full(len(q), t, dtype=np.int64))
-    rx = np.concatenate(rx) if rx else np.zeros(0, np.int64)
-    rt = np.concatenate(rt) if rt else np.zeros(0, np.int64)
+    # the reads: input x read by tile t (at axon row res_of[x] * ns); in the periodic layout
+    # replica r of residue q is row q * ns + r
+    rows0 = [tile.axon_src[::ns] for tile in tiles]
+    lens = np.array([len(a) for a in rows0], dtype=np.int64)
+    rows0 = np.concatenate(rows0) if rows0 else np.zeros(0, np.int64)
+    q = np.arange(len(rows0)) - np.repeat(np.cumsum(lens) - lens, lens)
+    read = rows0 >= 0
+    rx, rq, rt = rows0[read], q[read], np.repeat(np.arange(T, dtype=np.int64), lens)[read]
+    res_of[rx] = rq
     chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
     if bits <= min(SUBCUBE_BITS, chip_bits):
         px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
@@ -99,47 +99,52 @@ def _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk) -> tuple:
     return tuple(np.concatenate([p[i] for p in pieces]) if pieces else np.zeros(0, np.int64) for i in range(3))
 
 
-def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndarray, max_level: int) -> tuple:
+def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndarray, max_level: int,
+                 cells: int = 1 << 22) -> tuple:
     """Blocks that are aligned runs of 2^level positions (the low bits free), from the reads
     alone: input x[i] is read at position p[i] on axon residue r[i]. A block serves input x when
     every position in it holds a tile that reads x or leaves residue r(x) unused, i.e. when all
     its positions hold tiles and the tiles in it that use r(x) are exactly those that read x.
     Each read takes its largest such block (usable blocks nest, so that is the block an aligned
-    cover taken top-down would emit). Costs O(reads x levels), not positions x inputs."""
+    cover taken top-down would emit).
+
+    A tile reads one input per residue, so a (position, residue) table of inputs holds every
+    read; a block is usable for residue r when its two halves are and the inputs read on r in
+    it are one (min == max). Halving the table level by level costs about twice its size, in
+    slices of residues of at most `cells` entries."""
     if len(x) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    span = int(p.max()) + 1
-    by_x = np.argsort(x * span + p, kind="stable")  # reads of one input together, by position
-    by_r = np.argsort(r * span + p, kind="stable")  # uses of one residue together, by position
-    level = np.zeros(len(x), dtype=np.int64)
-    alive = np.ones(len(x), dtype=bool)
-    for lv in range(1, max_level + 1):
-        b = p >> lv
-        present = np.bincount(positions >> lv, minlength=int(b.max()) + 1)
-        full = present[b] == 1 << lv
-        reads = _group_sizes(x[by_x], b[by_x], by_x)
-        uses = _group_sizes(r[by_r], b[by_r], by_r)
-        alive &= full & (reads == uses)
-        if not alive.any():
-            break
-        level[alive] = lv
-    start = p >> level << level
-    lv_span = int(level.max()) + 1
-    key = np.unique((x * span + start) * lv_span + level)  # each block once, by input then position
-    xs, rest = np.divmod(key, span * lv_span)
-    start, level = np.divmod(rest, lv_span)
-    return xs, start, (1 << level) - 1
-
-
-def _group_sizes(a: np.ndarray, b: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """Size of each element's (a, b) group, given a and b sorted by (a, b) through perm,
-    returned in the original order."""
-    new = np.ones(len(a), dtype=bool)
-    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    gid = np.cumsum(new) - 1
-    out = np.empty(len(a), dtype=np.int64)
-    out[perm] = np.bincount(gid)[gid]
-    return out
+    step = 1 << max_level
+    n_pos = -(-(int(max(p.max(), positions.max())) + 1) // step) * step
+    n_res = int(r.max()) + 1
+    present = np.zeros(n_pos, dtype=bool)
+    present[positions] = True
+    none = np.iinfo(np.int64).max
+    out_x, out_s, out_l = [], [], []
+    width = max(1, cells // n_pos)
+    by_r = np.argsort(r, kind="stable")
+    bounds = np.searchsorted(r[by_r], np.arange(0, n_res + width, width))
+    for k, r0 in enumerate(range(0, n_res, width)):
+        sel = by_r[bounds[k]:bounds[k + 1]]
+        if len(sel) == 0:
+            continue
+        w = min(width, n_res - r0)
+        hi = np.full((n_pos, w), -1, dtype=np.int64)  # input read at (position, residue), or -1
+        hi[p[sel], r[sel] - r0] = x[sel]
+        lo = np.where(hi < 0, none, hi)
+        alive = np.repeat(present[:, None], w, axis=1)
+        for lv in range(1, max_level + 1):
+            hi2 = hi.reshape(-1, 2, w).max(axis=1)
+            lo2 = lo.reshape(-1, 2, w).min(axis=1)
+            alive2 = alive.reshape(-1, 2, w).all(axis=1) & ((hi2 == lo2) | (hi2 < 0))
+            blk, res = np.nonzero(alive & (hi >= 0) & ~np.repeat(alive2, 2, axis=0))
+            out_x.append(hi[blk, res]), out_s.append(blk << (lv - 1)), out_l.append(np.full(len(blk), lv - 1))
+            hi, lo, alive = hi2, lo2, alive2
+        blk, res = np.nonzero(alive & (hi >= 0))
+        out_x.append(hi[blk, res]), out_s.append(blk << max_level), out_l.append(np.full(len(blk), max_level))
+    xs, start, level = (np.concatenate(o).astype(np.int64) for o in (out_x, out_s, out_l))
+    order = np.lexsort((start, xs))  # by input, then position
+    return xs[order], start[order], (1 << level[order]) - 1
 
 
 def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tuple:
