@@ -59,25 +59,50 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
     pos = slots(T, spec)
     bits = int(pos[-1]).bit_length() if T else 0
     # the reads: input x read by tile t (at axon row res_of[x] * ns); in the periodic layout
-    # replica r of residue q is row q * ns + r
+    # replica r of residue q is row q * ns + r, and every tile of a layer has the same rows
     rows0 = [tile.axon_src[::ns] for tile in tiles]
-    lens = np.array([len(a) for a in rows0], dtype=np.int64)
-    rows0 = np.concatenate(rows0) if rows0 else np.zeros(0, np.int64)
-    q = np.arange(len(rows0)) - np.repeat(np.cumsum(lens) - lens, lens)
-    read = rows0 >= 0
-    rx, rq, rt = rows0[read], q[read], np.repeat(np.arange(T, dtype=np.int64), lens)[read]
-    res_of[rx] = rq
     chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
-    if bits <= min(SUBCUBE_BITS, chip_bits):
-        px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
-    else:
-        px, pv, pf = aligned_runs(rx, pos[rt], res_of[rx], pos, min(bits, chip_bits))
+    if bits <= min(SUBCUBE_BITS, chip_bits) or len({len(a) for a in rows0}) > 1:
+        lens = np.array([len(a) for a in rows0], dtype=np.int64)
+        rows0 = np.concatenate(rows0) if rows0 else np.zeros(0, np.int64)
+        q = np.arange(len(rows0)) - np.repeat(np.cumsum(lens) - lens, lens)
+        read = rows0 >= 0
+        rx, rq, rt = rows0[read], q[read], np.repeat(np.arange(T, dtype=np.int64), lens)[read]
+        res_of[rx] = rq
+        if bits <= min(SUBCUBE_BITS, chip_bits):
+            px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
+        else:
+            px, pv, pf = aligned_runs(rx, pos[rt], res_of[rx], pos, min(bits, chip_bits))
+        pa = res_of[px] * ns
+    else:  # the (position, residue) table of aligned_runs straight from the tiles
+        px, pv, pf, pa = _table_runs(rows0, pos, min(bits, chip_bits), X)
+        pa = pa * ns
     tile_at = np.full(1 << bits, -1, dtype=np.int64)
     tile_at[pos] = np.arange(T)
     order = np.lexsort((pv, px))
-    px, pv, pf = px[order], pv[order], pf[order]
-    return _finish(X, px, tile_at[pv], pf, res_of[px] * ns, spec,
+    px, pv, pf, pa = px[order], pv[order], pf[order], pa[order]
+    return _finish(X, px, tile_at[pv], pf, pa, spec,
                    align=1 << int(pf.max(initial=0)).bit_length(), spread=T > spec.usable_cores)
+
+
+def _table_runs(rows0: list, pos: np.ndarray, max_level: int, X: int, cells: int = 1 << 22) -> tuple:
+    """aligned_runs for tiles with the same residues (rows0: each tile's input per residue, -1
+    unused), in slices of residues: (input, first position, free bits, residue) of each block."""
+    step = 1 << max_level
+    n_pos = -(-(int(pos[-1]) + 1) // step) * step
+    present = np.zeros(n_pos, dtype=bool)
+    present[pos] = True
+    n_res = len(rows0[0])
+    dtype = np.int32 if X < np.iinfo(np.int32).max else np.int64
+    width = max(1, cells // n_pos)
+    out = []
+    for r0 in range(0, n_res, width):
+        r1 = min(r0 + width, n_res)
+        table = np.full((n_pos, r1 - r0), -1, dtype=dtype)
+        table[pos] = np.stack([a[r0:r1] for a in rows0])
+        xs, start, level, res = _halving(table, present, max_level)
+        out.append((xs, start, (1 << level) - 1, res + r0))
+    return tuple(np.concatenate([o[i] for o in out]) for i in range(4))
 
 
 def _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk) -> tuple:
@@ -119,32 +144,44 @@ def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndar
     n_res = int(r.max()) + 1
     present = np.zeros(n_pos, dtype=bool)
     present[positions] = True
-    none = np.iinfo(np.int64).max
-    out_x, out_s, out_l = [], [], []
     width = max(1, cells // n_pos)
-    by_r = np.argsort(r, kind="stable")
-    bounds = np.searchsorted(r[by_r], np.arange(0, n_res + width, width))
-    for k, r0 in enumerate(range(0, n_res, width)):
-        sel = by_r[bounds[k]:bounds[k + 1]]
-        if len(sel) == 0:
-            continue
-        w = min(width, n_res - r0)
-        hi = np.full((n_pos, w), -1, dtype=np.int64)  # input read at (position, residue), or -1
-        hi[p[sel], r[sel] - r0] = x[sel]
-        lo = np.where(hi < 0, none, hi)
-        alive = np.repeat(present[:, None], w, axis=1)
-        for lv in range(1, max_level + 1):
-            hi2 = hi.reshape(-1, 2, w).max(axis=1)
-            lo2 = lo.reshape(-1, 2, w).min(axis=1)
-            alive2 = alive.reshape(-1, 2, w).all(axis=1) & ((hi2 == lo2) | (hi2 < 0))
-            blk, res = np.nonzero(alive & (hi >= 0) & ~np.repeat(alive2, 2, axis=0))
-            out_x.append(hi[blk, res]), out_s.append(blk << (lv - 1)), out_l.append(np.full(len(blk), lv - 1))
-            hi, lo, alive = hi2, lo2, alive2
-        blk, res = np.nonzero(alive & (hi >= 0))
-        out_x.append(hi[blk, res]), out_s.append(blk << max_level), out_l.append(np.full(len(blk), max_level))
-    xs, start, level = (np.concatenate(o).astype(np.int64) for o in (out_x, out_s, out_l))
+    out = []
+    for r0 in range(0, n_res, width):
+        sel = (r >= r0) & (r < r0 + width)
+        table = np.full((n_pos, min(width, n_res - r0)), -1, dtype=np.int64)  # input read, or -1
+        table[p[sel], r[sel] - r0] = x[sel]
+        out.append(_halving(table, present, max_level)[:3])
+    xs, start, level = (np.concatenate([o[i] for o in out]) for i in range(3))
     order = np.lexsort((start, xs))  # by input, then position
     return xs[order], start[order], (1 << level[order]) - 1
+
+
+def _halving(hi: np.ndarray, present: np.ndarray, max_level: int) -> tuple:
+    """The blocks of aligned_runs from a (positions, residues) table of the input each position
+    reads on each residue (-1: none; positions a multiple of 2^max_level, `present`: those that
+    hold a tile): (input, first position, level, residue column) of each block."""
+    lo = np.where(hi < 0, np.iinfo(hi.dtype).max, hi)
+    alive = np.broadcast_to(present[:, None], hi.shape)
+    out = [[], [], [], []]
+
+    def emit(mask, lv):
+        blk, res = np.nonzero(mask)
+        for o, v in zip(out, (hi[blk, res], blk << lv, np.full(len(blk), lv), res)):
+            o.append(v)
+
+    for lv in range(1, max_level + 1):
+        hi2, lo2 = np.maximum(hi[0::2], hi[1::2]), np.minimum(lo[0::2], lo[1::2])
+        alive2 = alive[0::2] & alive[1::2] & ((hi2 == lo2) | (hi2 < 0))
+        # blocks usable at level lv - 1 whose parent is not: emitted in even/odd halves
+        blk_e, res_e = np.nonzero(alive[0::2] & (hi[0::2] >= 0) & ~alive2)
+        blk_o, res_o = np.nonzero(alive[1::2] & (hi[1::2] >= 0) & ~alive2)
+        blk = np.concatenate([2 * blk_e, 2 * blk_o + 1])
+        res = np.concatenate([res_e, res_o])
+        for o, v in zip(out, (hi[blk, res], blk << (lv - 1), np.full(len(blk), lv - 1), res)):
+            o.append(v)
+        hi, lo, alive = hi2, lo2, alive2
+    emit(alive & (hi >= 0), max_level)
+    return tuple(np.concatenate(o).astype(np.int64) for o in out)
 
 
 def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tuple:
