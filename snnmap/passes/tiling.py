@@ -30,24 +30,31 @@ class TileShape:
 
 @dataclass
 class Tile:
-    """What one core holds. The crossbar is kept factored: `xbar` has one column per ANN neuron of
-    the region and is shared (read-only) by the tiles of a layer alike in channels, size, border
-    clipping and period phase; `xcol` picks each neuron's column (replicas and fan-out copies
-    repeat it). `crossbar` expands it on demand, so a tiling holds no dense crossbar per tile."""
+    """What one core holds. The crossbar is kept factored: `xbase` has one column per ANN neuron
+    of the region and is shared (read-only) by the tiles of a layer alike in channels, size and
+    border clipping; `xrows` picks each axon's row (tiles at another phase of the period have
+    their rows permuted), `xcol` each neuron's column (replicas and fan-out copies repeat it).
+    `crossbar` expands it on demand, so a tiling holds no dense crossbar per tile."""
     layer: str
     index: int
     region: tuple[int, int, int, int, int, int]  # y0, y1, x0, x1, c0, c1 (half-open)
     axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population; -1: unused row
     axon_sign: np.ndarray  # int8 (A,): +1 / -1
-    xbar: np.ndarray  # int8 (A, K): synapse weight, times the axon's sign, per ANN neuron of the region
-    xcol: np.ndarray  # int64 (Nn,): column of xbar of each neuron
-    xnnz: np.ndarray  # int64 (K,): nonzero synapses of each column of xbar
+    xbase: np.ndarray  # int8 (A', K): synapse weight, times the axon's sign, per ANN neuron of the region
+    xrows: np.ndarray | None  # int64 (A,): row of xbase of each axon; None: row a
+    xcol: np.ndarray  # int64 (Nn,): column of xbase of each neuron
+    xnnz: np.ndarray  # int64 (K,): nonzero synapses of each column of xbase
     neuron_src: np.ndarray  # int64 (Nn,): flat index of the ANN neuron in this population
     thresholds: np.ndarray  # int64 (Nn,)
     level: int = 0
     neuron_rep: np.ndarray | None = None  # int64 (Nn,): replica of each neuron
     neuron_copy: np.ndarray | None = None  # int64 (Nn,): fan-out copy of each neuron
     axon_rep: np.ndarray | None = None  # int64 (A,): source replica of each axon; None: all replicas add up
+
+    @property
+    def xbar(self) -> np.ndarray:
+        """int8 (A, K): the distinct columns of the crossbar, one per ANN neuron of the region."""
+        return self.xbase if self.xrows is None else self.xbase[self.xrows]
 
     @property
     def crossbar(self) -> np.ndarray:
@@ -96,7 +103,7 @@ def _frozen(*arrays: np.ndarray) -> tuple:
 
 def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.ndarray | None,
                 periodic: tuple[int, int] | None, cache: dict | None) -> tuple:
-    """(xbar, xnnz, axon_src, axon_sign, axon_rep) of one region (see build_tile). Tiles alike in
+    """(xbase, xrows, xnnz, axon_src, axon_sign, axon_rep) of one region (see build_tile). Tiles alike in
     channels, size, border clipping (and, with `periodic`, phase of the period) have the same
     crossbar and axons up to a shift of the source index: `cache` keeps them, relative to the
     patch origin, and each tile only adds its own offset."""
@@ -120,15 +127,15 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
                 hit = cache[c0, c1, gkey, (0, 0)] = _template(src, proj, region, periodic, cache, gkey)
             if phase != (0, 0):
                 hit = cache[c0, c1, gkey, phase] = _shifted(hit, periodic, C, src.replicas, phase, cache)
-        xbar, xnnz, rel, used, axon_sign, axon_rep = hit
-        return xbar, xnnz, np.where(used, rel + offset, -1), axon_sign, axon_rep
+        xbase, xrows, xnnz, rel, used, axon_sign, axon_rep = hit
+        return xbase, xrows, xnnz, np.where(used, rel + offset, -1), axon_sign, axon_rep
     ckey = None
     if cache is not None and universe is None:
         ckey = (c0, c1, y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
         hit = cache.get(ckey)
         if hit is not None:
             xbar, xnnz, rel, used, axon_sign, axon_rep = hit
-            return xbar, xnnz, rel + offset, axon_sign, axon_rep
+            return xbar, None, xnnz, rel + offset, axon_sign, axon_rep
     ph, pw = py1 - py0, px1 - px0
     oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
     ox = np.tile(np.arange(x0, x1), y1 - y0)
@@ -169,7 +176,7 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
         _frozen(xbar, xnnz)
     else:
         cache[ckey] = _frozen(xbar, xnnz, rel, used, axon_sign, axon_rep)
-    return xbar, xnnz, axon_src, axon_sign, axon_rep
+    return xbar, None, xnnz, axon_src, axon_sign, axon_rep
 
 
 def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int], cache: dict,
@@ -182,22 +189,22 @@ def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[
     geo = cache.get(("geometry", gkey))
     if geo is None:
         geo = cache["geometry", gkey] = _geometry(src, proj, region, periodic)
-    base_all, rel, n_pos = geo
-    OC = proj.weights.shape[3]
-    cols = (np.arange(n_pos)[:, None] * OC + np.arange(c0, c1)[None, :]).ravel()
-    base = base_all[:, cols]
+    base_t, rel = geo  # (OC, positions, residues)
+    view = base_t[c0:c1]
     if ("sign", ns) not in cache:
-        cache["sign", ns] = _frozen(np.ones(base.shape[0] * ns, dtype=np.int8),
-                                    np.tile(np.arange(ns), base.shape[0]))
+        cache["sign", ns] = _frozen(np.ones(base_t.shape[2] * ns, dtype=np.int8),
+                                    np.tile(np.arange(ns), base_t.shape[2]))
     axon_sign, axon_rep = cache["sign", ns]
-    return _frozen(np.repeat(base, ns, axis=0), np.count_nonzero(base, axis=0).astype(np.int64) * ns, rel,
-                   np.repeat(base.any(axis=1), ns), axon_sign, axon_rep)
+    xbase = np.repeat(view.transpose(2, 1, 0), ns, axis=0).reshape(base_t.shape[2] * ns, -1)
+    xnnz = np.count_nonzero(view, axis=2).T.ravel().astype(np.int64) * ns
+    return (*_frozen(xbase), None, *_frozen(xnnz), rel, *_frozen(np.repeat(view.any(axis=(0, 1)), ns)),
+            axon_sign, axon_rep)
 
 
 def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int]) -> tuple:
-    """For a region's size and clipping: (crossbar of every output channel, (residues, positions
-    x channels), with residues counted from the patch origin (phase 0); each axon's source index
-    less the patch origin's, replicated per source replica; positions)."""
+    """For a region's size and clipping: (crossbar of every output channel, (channels, positions,
+    residues), with residues counted from the patch origin (phase 0); each axon's source index
+    less the patch origin's, replicated per source replica)."""
     y0, y1, x0, x1, _, _ = region
     H, W, C = src.shape
     s, p = proj.stride, proj.padding
@@ -218,9 +225,9 @@ def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[
     OC = proj.weights.shape[3]
     w = proj.weights.reshape(-1, OC)  # (K, OC)
     p_idx, k_idx, c_idx = np.nonzero(valid[:, :, None] & (w != 0)[None, :, :])
-    base = np.zeros((n_res, len(oy) * OC), dtype=np.int8)
-    base[res[p_idx, k_idx], p_idx * OC + c_idx] = w[k_idx, c_idx]
-    return base, _frozen(np.repeat(rel, src.replicas))[0], len(oy)
+    base = np.zeros((OC, len(oy), n_res), dtype=np.int8)
+    base[c_idx, p_idx, res[p_idx, k_idx]] = w[k_idx, c_idx]
+    return base, _frozen(np.repeat(rel, src.replicas))[0]
 
 
 def _shifted(entry: tuple, periodic: tuple[int, int], C: int, ns: int, phase: tuple[int, int], cache: dict) -> tuple:
@@ -234,8 +241,9 @@ def _shifted(entry: tuple, periodic: tuple[int, int], C: int, ns: int, phase: tu
         u, v, c = np.meshgrid(np.arange(pery), np.arange(perx), np.arange(C), indexing="ij")
         src_res = ((((u - phase[0]) % pery) * perx + (v - phase[1]) % perx) * C + c).ravel()
         rows = cache[key] = (src_res[:, None] * ns + np.arange(ns)[None, :]).ravel()
-    xbar, xnnz, rel, used, axon_sign, axon_rep = entry
-    return _frozen(xbar[rows], xnnz, rel[rows], used[rows], axon_sign, axon_rep)
+    xbase, xrows, xnnz, rel, used, axon_sign, axon_rep = entry
+    return (xbase, *_frozen(rows if xrows is None else xrows[rows]), xnnz, *_frozen(rel[rows], used[rows]),
+            axon_sign, axon_rep)
 
 
 def _neurons(pop: Population, regs: np.ndarray, mult: np.ndarray | None) -> tuple:
@@ -281,10 +289,11 @@ def _make_tiles(layer: str, pop: Population, src: Population, proj: Projection, 
     nsrc, thr, rep, copy, xcol, first = _neurons(pop, np.array(regs, dtype=np.int64).reshape(-1, 6), mult)
     tiles = []
     for t, region in enumerate(regs):
-        xbar, xnnz, axon_src, axon_sign, axon_rep = _tile_axons(src, proj, region, universe, periodic, cache)
+        xbase, xrows, xnnz, axon_src, axon_sign, axon_rep = _tile_axons(src, proj, region, universe, periodic,
+                                                                         cache)
         a, b = first[t], first[t + 1]
         tiles.append(Tile(layer=layer, index=index0 + t, region=region, axon_src=axon_src, axon_sign=axon_sign,
-                          xbar=xbar, xcol=xcol[a:b], xnnz=xnnz, neuron_src=nsrc[a:b], thresholds=thr[a:b],
+                          xbase=xbase, xrows=xrows, xcol=xcol[a:b], xnnz=xnnz, neuron_src=nsrc[a:b], thresholds=thr[a:b],
                           level=level, neuron_rep=rep[a:b], neuron_copy=copy[a:b], axon_rep=axon_rep))
         if progress is not None:
             progress(1)
