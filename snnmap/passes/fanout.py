@@ -38,16 +38,34 @@ class FanOut:
     free: np.ndarray  # int64 (P,): bits of the tile position the block leaves free (2^popcount tiles)
     axon: np.ndarray  # int64 (P,): axon index in every tile of the block (replica 0 on OR chips)
     align: int  # tiles: the consumer's first tile must sit at a multiple of this in the core order
-    spread: bool  # the consumer spans chips: its tile s sits at core s % usable of its chip
+    spread: bool  # the consumer spans chips: its tile s sits at core s % per_chip(spec) of its chip
+
+
+SPREAD_ALIGN = 128  # a layer spanning chips puts a multiple of (at most) this many tiles on each
+
+
+def per_chip(spec: ChipSpec) -> int:
+    """Tiles a layer that spans chips puts on each chip: the usable cores rounded down to a
+    multiple of the largest power of two up to SPREAD_ALIGN that leaves at most an eighth of
+    them empty, so that no aligned block of up to that many tiles straddles two chips. With all
+    1,008 of paicore2's cores (896 now), a layer's Morton blocks shifted by 16 tiles on every
+    further chip, and its producer's neurons needed several words, hence copies, per block."""
+    usable = spec.usable_cores
+    g = SPREAD_ALIGN
+    while g > 1 and usable % g > usable // 8:
+        g //= 2
+    return usable // g * g
 
 
 def slots(n_tiles: int, spec: ChipSpec) -> np.ndarray:
     """Position of each tile in the core order the blocks are aligned in: consecutive within a
-    chip's usable cores, and a layer larger than one chip starts each chip afresh."""
+    chip's usable cores, and a layer larger than one chip starts each chip afresh with
+    per_chip(spec) tiles on each."""
     s = np.arange(n_tiles, dtype=np.int64)
     if n_tiles <= spec.usable_cores:
         return s
-    return s // spec.usable_cores * spec.cores_per_chip + s % spec.usable_cores
+    per = per_chip(spec)
+    return s // per * spec.cores_per_chip + s % per
 
 
 def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> FanOut:
