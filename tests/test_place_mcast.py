@@ -172,3 +172,22 @@ def test_layers_spanning_chips_keep_their_blocks_aligned_and_simulate_exactly(pl
             _, per = np.unique(chip_of, axis=0, return_counts=True)
             assert per.max() <= per_chip(MCAST)
     simulate_exactly(result, model, images(model, 6, seed), batch=3)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks(), seed=st.integers(0, 1000))
+def test_other_tile_sizes_weighed_for_every_layer_stay_exact(model, seed):
+    """Layers above LOOKAHEAD_TILES weigh a tile of another size besides their best shape; with
+    the threshold at 0 every layer of a small network does, and its image simulates exactly."""
+    from snnmap.passes import tiling
+
+    x = images(model, 6, seed)
+    old, tiling.LOOKAHEAD_TILES = tiling.LOOKAHEAD_TILES, 0
+    try:
+        result = compile_model(model, MCAST, seed=seed, place_seconds=0.1)
+    except DesignRuleError as e:
+        assert "limit" in str(e)
+        return
+    finally:
+        tiling.LOOKAHEAD_TILES = old
+    simulate_exactly(result, model, x, batch=3)

@@ -28,6 +28,21 @@ class TileShape:
     packed: bool = False  # tw is a most: each row band is cut into runs of columns that fill a core
 
 
+class Columns:
+    """A tile's distinct crossbar columns (xbase), shared read-only by the tiles alike; made on
+    first use: the shape search cuts candidate tilings only to count axons and copies."""
+    __slots__ = ("_make", "_array")
+
+    def __init__(self, make=None, array: np.ndarray | None = None):
+        self._make, self._array = make, array
+
+    def get(self) -> np.ndarray:
+        if self._array is None:
+            self._array = _frozen(self._make())[0]
+            self._make = None
+        return self._array
+
+
 @dataclass
 class Tile:
     """What one core holds. The crossbar is kept factored: `xbase` has one column per ANN neuron
@@ -40,7 +55,7 @@ class Tile:
     region: tuple[int, int, int, int, int, int]  # y0, y1, x0, x1, c0, c1 (half-open)
     axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population; -1: unused row
     axon_sign: np.ndarray  # int8 (A,): +1 / -1
-    xbase: np.ndarray  # int8 (A', K): synapse weight, times the axon's sign, per ANN neuron of the region
+    xsrc: Columns  # xbase, int8 (A', K): synapse weight, times the axon's sign, per ANN neuron of the region
     xrows: np.ndarray | None  # int64 (A,): row of xbase of each axon; None: row a
     xcol: np.ndarray  # int64 (Nn,): column of xbase of each neuron
     xnnz: np.ndarray  # int64 (K,): nonzero synapses of each column of xbase
@@ -50,6 +65,10 @@ class Tile:
     neuron_rep: np.ndarray | None = None  # int64 (Nn,): replica of each neuron
     neuron_copy: np.ndarray | None = None  # int64 (Nn,): fan-out copy of each neuron
     axon_rep: np.ndarray | None = None  # int64 (A,): source replica of each axon; None: all replicas add up
+
+    @property
+    def xbase(self) -> np.ndarray:
+        return self.xsrc.get()
 
     @property
     def xbar(self) -> np.ndarray:
@@ -135,7 +154,7 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
         hit = cache.get(ckey)
         if hit is not None:
             xbar, xnnz, rel, used, axon_sign, axon_rep = hit
-            return xbar, None, xnnz, rel + offset, axon_sign, axon_rep
+            return Columns(array=xbar), None, xnnz, rel + offset, axon_sign, axon_rep
     ph, pw = py1 - py0, px1 - px0
     oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
     ox = np.tile(np.arange(x0, x1), y1 - y0)
@@ -176,7 +195,7 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
         _frozen(xbar, xnnz)
     else:
         cache[ckey] = _frozen(xbar, xnnz, rel, used, axon_sign, axon_rep)
-    return xbar, None, xnnz, axon_src, axon_sign, axon_rep
+    return Columns(array=xbar), None, xnnz, axon_src, axon_sign, axon_rep
 
 
 def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int], cache: dict,
@@ -189,22 +208,20 @@ def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[
     geo = cache.get(("geometry", gkey))
     if geo is None:
         geo = cache["geometry", gkey] = _geometry(src, proj, region, periodic)
-    base_t, rel = geo  # (OC, positions, residues)
-    view = base_t[c0:c1]
+    _, nnz, anyc, rel = geo
+    n_axons = len(rel)
     if ("sign", ns) not in cache:
-        cache["sign", ns] = _frozen(np.ones(base_t.shape[2] * ns, dtype=np.int8),
-                                    np.tile(np.arange(ns), base_t.shape[2]))
+        cache["sign", ns] = _frozen(np.ones(n_axons, dtype=np.int8), np.tile(np.arange(ns), n_axons // ns))
     axon_sign, axon_rep = cache["sign", ns]
-    xbase = np.repeat(view.transpose(2, 1, 0), ns, axis=0).reshape(base_t.shape[2] * ns, -1)
-    xnnz = np.count_nonzero(view, axis=2).T.ravel().astype(np.int64) * ns
-    return (*_frozen(xbase), None, *_frozen(xnnz), rel, *_frozen(np.repeat(view.any(axis=(0, 1)), ns)),
-            axon_sign, axon_rep)
+    return (Columns(lambda: geo[0]()[:, :, c0:c1].reshape(n_axons, -1)), None, *_frozen(nnz[c0:c1].T.ravel()), rel,
+            *_frozen(np.repeat(anyc[c0:c1].any(axis=0), ns)), axon_sign, axon_rep)
 
 
 def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int]) -> tuple:
-    """For a region's size and clipping: (crossbar of every output channel, (channels, positions,
-    residues), with residues counted from the patch origin (phase 0); each axon's source index
-    less the patch origin's, replicated per source replica)."""
+    """For a region's size and clipping, all output channels at once, residues counted from the
+    patch origin (phase 0): a function giving the crossbar rows, each source replica its own
+    axon (axons, positions, channels); nonzero synapses (channels, positions); which residues each channel
+    uses (channels, residues); each axon's source index less the patch origin's."""
     y0, y1, x0, x1, _, _ = region
     H, W, C = src.shape
     s, p = proj.stride, proj.padding
@@ -227,7 +244,16 @@ def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[
     p_idx, k_idx, c_idx = np.nonzero(valid[:, :, None] & (w != 0)[None, :, :])
     base = np.zeros((OC, len(oy), n_res), dtype=np.int8)
     base[c_idx, p_idx, res[p_idx, k_idx]] = w[k_idx, c_idx]
-    return base, _frozen(np.repeat(rel, src.replicas))[0]
+    ns = src.replicas
+    xall = []  # built when a tile's crossbar is first read (the shape search only counts)
+
+    def rows() -> np.ndarray:
+        if not xall:
+            xall.append(np.repeat(base.transpose(2, 1, 0), ns, axis=0))
+        return xall[0]
+
+    return (rows, np.count_nonzero(base, axis=2).astype(np.int64) * ns, base.any(axis=1),
+            _frozen(np.repeat(rel, ns))[0])
 
 
 def _shifted(entry: tuple, periodic: tuple[int, int], C: int, ns: int, phase: tuple[int, int], cache: dict) -> tuple:
@@ -293,7 +319,7 @@ def _make_tiles(layer: str, pop: Population, src: Population, proj: Projection, 
                                                                          cache)
         a, b = first[t], first[t + 1]
         tiles.append(Tile(layer=layer, index=index0 + t, region=region, axon_src=axon_src, axon_sign=axon_sign,
-                          xbase=xbase, xrows=xrows, xcol=xcol[a:b], xnnz=xnnz, neuron_src=nsrc[a:b], thresholds=thr[a:b],
+                          xsrc=xbase, xrows=xrows, xcol=xcol[a:b], xnnz=xnnz, neuron_src=nsrc[a:b], thresholds=thr[a:b],
                           level=level, neuron_rep=rep[a:b], neuron_copy=copy[a:b], axon_rep=axon_rep))
         if progress is not None:
             progress(1)
@@ -524,7 +550,22 @@ def _layer(g: nx.DiGraph, name: str) -> tuple[Population, Population, Projection
 
 
 LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost their producer
-LOOKAHEAD_TILES = 256  # larger layers take their own best shape
+LOOKAHEAD_TILES = 256  # larger layers weigh their own best shape and LOOKAHEAD_WIDE others
+LOOKAHEAD_WIDE = 1
+
+
+def _other_sizes(cands: list[tuple], first: tuple, n: int) -> list[tuple]:
+    """Up to n candidates besides `first`, each the best of a tile size (th, tw) other than
+    first's; among equal tiles the tallest first. A taller or wider tile at a higher fan-in
+    level can save its producer many copies (an input then feeds fewer tiles); on VGG-Net on
+    paicore2 2x1 tiles left conv3's and conv6's producers 4,608 and 2,304 cores where 1x2 tiles
+    left 8,960 and 4,352."""
+    seen, out = {(first[4].th, first[4].tw)}, []
+    for c in sorted(cands, key=lambda c: (c[0], -c[4].th, c[1], c[2])):
+        if (c[4].th, c[4].tw) not in seen:
+            seen.add((c[4].th, c[4].tw))
+            out.append(c)
+    return out[:n]
 
 
 def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None,
@@ -559,7 +600,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                     raise
         cands = shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD, fan_out_limit=False)
         if cands[0][0] > LOOKAHEAD_TILES:  # cutting several candidates of a layer this large costs too much
-            cands = cands[:1]
+            cands = cands[:1] + _other_sizes(shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD * 8,
+                                                              fan_out_limit=False), cands[0], LOOKAHEAD_WIDE)
         ppop, psrc, pproj = _layer(g, order[i - 1])
         best = None
         cuts = {}
