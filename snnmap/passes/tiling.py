@@ -473,6 +473,7 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
     if spec.multicast and pow2_groups:  # a power-of-two number of groups keeps a region's tiles one aligned block
         groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
+    group_masks: dict[int, np.ndarray] = {}
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
         for cg in groups:
@@ -481,7 +482,9 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            masks = _group_masks(proj, cg) if spec.axon_accumulates else None
+            if spec.axon_accumulates and cg not in group_masks:  # the same at every level
+                group_masks[cg] = _group_masks(proj, cg)
+            masks = group_masks.get(cg)
             for th in range(1, OH + 1):
                 if th * cg > per_core or out_of_time():
                     break
