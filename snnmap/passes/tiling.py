@@ -241,9 +241,9 @@ def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[
     rel[res[valid]] = ((ry * W + rx) * C + ci[None, :])[valid]
     OC = proj.weights.shape[3]
     w = proj.weights.reshape(-1, OC)  # (K, OC)
-    p_idx, k_idx, c_idx = np.nonzero(valid[:, :, None] & (w != 0)[None, :, :])
+    p_idx, k_idx = np.nonzero(valid)
     base = np.zeros((OC, len(oy), n_res), dtype=np.int8)
-    base[c_idx, p_idx, res[p_idx, k_idx]] = w[k_idx, c_idx]
+    base[:, p_idx, res[p_idx, k_idx]] = w[k_idx].T  # zero weights write the zeros already there
     ns = src.replicas
     xall = []  # built when a tile's crossbar is first read (the shape search only counts)
 
