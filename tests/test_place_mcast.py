@@ -13,6 +13,8 @@ from snnmap.convert import convert
 from snnmap.errors import DesignRuleError
 from snnmap.image import image_to_bytes
 from snnmap.ir import chip_layers, source_of
+from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
+from snnmap.passes.fanout import per_chip
 from snnmap.links import grid_link_loads, link_loads, segment_hops, spike_hops, tree_segments
 from snnmap.passes.place_balance import BALANCE_TOLERANCE
 from snnmap.passes.place_blocks import block_codes
@@ -137,4 +139,55 @@ def test_simulation_stays_exact_when_units_move(placer, model, seed):
     except DesignRuleError as e:
         assert "limit" in str(e)
         return
+    simulate_exactly(result, model, x, batch=3)
+
+
+def _spread_model(seed: int) -> QuantModel:
+    """Two 3x3 layers of 12x12x8 neurons: on MCAST (15 usable cores of 32 neurons) each spans
+    several chips."""
+    rng = np.random.default_rng(seed)
+    bn = lambda c: BatchNorm(rng.normal(0, 1, c), rng.uniform(0.5, 2, c) * rng.choice([-1, 1], c),
+                             rng.normal(0, 2, c), rng.uniform(0.5, 4, c))
+    enc = Layer("encoder", "conv", rng.normal(0, 0.5, (3, 3, 1, 4)), bn(4), 1, 1)
+    layers = tuple(Layer(f"conv{i}", "conv", rng.choice([-1, 0, 1], size=(3, 3, cin, 8), p=[0.3, 0.4, 0.3]).astype(np.int8),
+                         bn(8), 1, 1) for i, cin in enumerate((4, 8)))
+    clf = Classifier(rng.normal(size=(12 * 12 * 8, 3)), rng.normal(size=3))
+    return QuantModel((12, 12, 1), 1, 1, 1 / 16, enc, layers, clf, name="spread").validate()
+
+
+@pytest.mark.parametrize("placer,seed", [("sequential", 0), ("cpsat", 1), ("random", 2)])
+def test_layers_spanning_chips_keep_their_blocks_aligned_and_simulate_exactly(placer, seed):
+    """A layer larger than a chip puts per_chip tiles on each (a multiple of a power of two, so
+    aligned blocks never straddle two chips): the sequential layout is the one the fan-out was
+    cut in, and wherever units move the image still simulates bit-exactly."""
+    assert per_chip(MCAST) == 14 < MCAST.usable_cores
+    model = _spread_model(seed)
+    result = compile_model(model, MCAST, placer=placer, seed=seed, place_seconds=0.2)
+    spread = [f for f in result.tiling.fanout.values() if f.spread]
+    assert spread  # the test is about layers over several chips
+    by_layer = np.cumsum([0] + [len(t) for t in result.tiling.layers.values()])
+    for i, (name, tiles) in enumerate(result.tiling.layers.items()):
+        if len(tiles) > MCAST.usable_cores and placer == "sequential":
+            chip_of = result.placement.coords[by_layer[i]:by_layer[i + 1], :2]
+            _, per = np.unique(chip_of, axis=0, return_counts=True)
+            assert per.max() <= per_chip(MCAST)
+    simulate_exactly(result, model, images(model, 6, seed), batch=3)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks(), seed=st.integers(0, 1000))
+def test_other_tile_sizes_weighed_for_every_layer_stay_exact(model, seed):
+    """Layers above LOOKAHEAD_TILES weigh a tile of another size besides their best shape; with
+    the threshold at 0 every layer of a small network does, and its image simulates exactly."""
+    from snnmap.passes import tiling
+
+    x = images(model, 6, seed)
+    old, tiling.LOOKAHEAD_TILES = tiling.LOOKAHEAD_TILES, 0
+    try:
+        result = compile_model(model, MCAST, seed=seed, place_seconds=0.1)
+    except DesignRuleError as e:
+        assert "limit" in str(e)
+        return
+    finally:
+        tiling.LOOKAHEAD_TILES = old
     simulate_exactly(result, model, x, batch=3)

@@ -38,16 +38,34 @@ class FanOut:
     free: np.ndarray  # int64 (P,): bits of the tile position the block leaves free (2^popcount tiles)
     axon: np.ndarray  # int64 (P,): axon index in every tile of the block (replica 0 on OR chips)
     align: int  # tiles: the consumer's first tile must sit at a multiple of this in the core order
-    spread: bool  # the consumer spans chips: its tile s sits at core s % usable of its chip
+    spread: bool  # the consumer spans chips: its tile s sits at core s % per_chip(spec) of its chip
+
+
+SPREAD_ALIGN = 128  # a layer spanning chips puts a multiple of (at most) this many tiles on each
+
+
+def per_chip(spec: ChipSpec) -> int:
+    """Tiles a layer that spans chips puts on each chip: the usable cores rounded down to a
+    multiple of the largest power of two up to SPREAD_ALIGN that leaves at most an eighth of
+    them empty, so that no aligned block of up to that many tiles straddles two chips. With all
+    1,008 of paicore2's cores (896 now), a layer's Morton blocks shifted by 16 tiles on every
+    further chip, and its producer's neurons needed several words, hence copies, per block."""
+    usable = spec.usable_cores
+    g = SPREAD_ALIGN
+    while g > 1 and usable % g > usable // 8:
+        g //= 2
+    return usable // g * g
 
 
 def slots(n_tiles: int, spec: ChipSpec) -> np.ndarray:
     """Position of each tile in the core order the blocks are aligned in: consecutive within a
-    chip's usable cores, and a layer larger than one chip starts each chip afresh."""
+    chip's usable cores, and a layer larger than one chip starts each chip afresh with
+    per_chip(spec) tiles on each."""
     s = np.arange(n_tiles, dtype=np.int64)
     if n_tiles <= spec.usable_cores:
         return s
-    return s // spec.usable_cores * spec.cores_per_chip + s % spec.usable_cores
+    per = per_chip(spec)
+    return s // per * spec.cores_per_chip + s % per
 
 
 def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> FanOut:
@@ -58,26 +76,51 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
     res_of = np.full(X, -1, dtype=np.int64)
     pos = slots(T, spec)
     bits = int(pos[-1]).bit_length() if T else 0
-    rx, rt = [], []  # the reads: input x read by tile t (at axon row res_of[x] * ns)
-    for t, tile in enumerate(tiles):
-        rows0 = tile.axon_src[::ns]  # periodic layout: replica r of residue q is row q * ns + r
-        q = np.flatnonzero(rows0 >= 0)
-        res_of[rows0[q]] = q
-        rx.append(rows0[q])
-        rt.append(np.full(len(q), t, dtype=np.int64))
-    rx = np.concatenate(rx) if rx else np.zeros(0, np.int64)
-    rt = np.concatenate(rt) if rt else np.zeros(0, np.int64)
+    # the reads: input x read by tile t (at axon row res_of[x] * ns); in the periodic layout
+    # replica r of residue q is row q * ns + r, and every tile of a layer has the same rows
+    rows0 = [tile.axon_src[::ns] for tile in tiles]
     chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
-    if bits <= min(SUBCUBE_BITS, chip_bits):
-        px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
-    else:
-        px, pv, pf = aligned_runs(rx, pos[rt], res_of[rx], pos, min(bits, chip_bits))
+    if bits <= min(SUBCUBE_BITS, chip_bits) or len({len(a) for a in rows0}) > 1:
+        lens = np.array([len(a) for a in rows0], dtype=np.int64)
+        rows0 = np.concatenate(rows0) if rows0 else np.zeros(0, np.int64)
+        q = np.arange(len(rows0)) - np.repeat(np.cumsum(lens) - lens, lens)
+        read = rows0 >= 0
+        rx, rq, rt = rows0[read], q[read], np.repeat(np.arange(T, dtype=np.int64), lens)[read]
+        res_of[rx] = rq
+        if bits <= min(SUBCUBE_BITS, chip_bits):
+            px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
+        else:
+            px, pv, pf = aligned_runs(rx, pos[rt], res_of[rx], pos, min(bits, chip_bits))
+        pa = res_of[px] * ns
+    else:  # the (position, residue) table of aligned_runs straight from the tiles
+        px, pv, pf, pa = _table_runs(rows0, pos, min(bits, chip_bits), X)
+        pa = pa * ns
     tile_at = np.full(1 << bits, -1, dtype=np.int64)
     tile_at[pos] = np.arange(T)
     order = np.lexsort((pv, px))
-    px, pv, pf = px[order], pv[order], pf[order]
-    return _finish(X, px, tile_at[pv], pf, res_of[px] * ns, spec,
+    px, pv, pf, pa = px[order], pv[order], pf[order], pa[order]
+    return _finish(X, px, tile_at[pv], pf, pa, spec,
                    align=1 << int(pf.max(initial=0)).bit_length(), spread=T > spec.usable_cores)
+
+
+def _table_runs(rows0: list, pos: np.ndarray, max_level: int, X: int, cells: int = 1 << 22) -> tuple:
+    """aligned_runs for tiles with the same residues (rows0: each tile's input per residue, -1
+    unused), in slices of residues: (input, first position, free bits, residue) of each block."""
+    step = 1 << max_level
+    n_pos = -(-(int(pos[-1]) + 1) // step) * step
+    present = np.zeros(n_pos, dtype=bool)
+    present[pos] = True
+    n_res = len(rows0[0])
+    dtype = np.int32 if X < np.iinfo(np.int32).max else np.int64
+    width = max(1, cells // n_pos)
+    out = []
+    for r0 in range(0, n_res, width):
+        r1 = min(r0 + width, n_res)
+        table = np.full((n_pos, r1 - r0), -1, dtype=dtype)
+        table[pos] = np.stack([a[r0:r1] for a in rows0])
+        xs, start, level, res = _halving(table, present, max_level)
+        out.append((xs, start, (1 << level) - 1, res + r0))
+    return tuple(np.concatenate([o[i] for o in out]) for i in range(4))
 
 
 def _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk) -> tuple:
@@ -99,47 +142,64 @@ def _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk) -> tuple:
     return tuple(np.concatenate([p[i] for p in pieces]) if pieces else np.zeros(0, np.int64) for i in range(3))
 
 
-def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndarray, max_level: int) -> tuple:
+def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndarray, max_level: int,
+                 cells: int = 1 << 22) -> tuple:
     """Blocks that are aligned runs of 2^level positions (the low bits free), from the reads
     alone: input x[i] is read at position p[i] on axon residue r[i]. A block serves input x when
     every position in it holds a tile that reads x or leaves residue r(x) unused, i.e. when all
     its positions hold tiles and the tiles in it that use r(x) are exactly those that read x.
     Each read takes its largest such block (usable blocks nest, so that is the block an aligned
-    cover taken top-down would emit). Costs O(reads x levels), not positions x inputs."""
+    cover taken top-down would emit).
+
+    A tile reads one input per residue, so a (position, residue) table of inputs holds every
+    read; a block is usable for residue r when its two halves are and the inputs read on r in
+    it are one (min == max). Halving the table level by level costs about twice its size, in
+    slices of residues of at most `cells` entries."""
     if len(x) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    span = int(p.max()) + 1
-    by_x = np.argsort(x * span + p, kind="stable")  # reads of one input together, by position
-    by_r = np.argsort(r * span + p, kind="stable")  # uses of one residue together, by position
-    level = np.zeros(len(x), dtype=np.int64)
-    alive = np.ones(len(x), dtype=bool)
+    step = 1 << max_level
+    n_pos = -(-(int(max(p.max(), positions.max())) + 1) // step) * step
+    n_res = int(r.max()) + 1
+    present = np.zeros(n_pos, dtype=bool)
+    present[positions] = True
+    width = max(1, cells // n_pos)
+    out = []
+    for r0 in range(0, n_res, width):
+        sel = (r >= r0) & (r < r0 + width)
+        table = np.full((n_pos, min(width, n_res - r0)), -1, dtype=np.int64)  # input read, or -1
+        table[p[sel], r[sel] - r0] = x[sel]
+        out.append(_halving(table, present, max_level)[:3])
+    xs, start, level = (np.concatenate([o[i] for o in out]) for i in range(3))
+    order = np.lexsort((start, xs))  # by input, then position
+    return xs[order], start[order], (1 << level[order]) - 1
+
+
+def _halving(hi: np.ndarray, present: np.ndarray, max_level: int) -> tuple:
+    """The blocks of aligned_runs from a (positions, residues) table of the input each position
+    reads on each residue (-1: none; positions a multiple of 2^max_level, `present`: those that
+    hold a tile): (input, first position, level, residue column) of each block."""
+    lo = np.where(hi < 0, np.iinfo(hi.dtype).max, hi)
+    alive = np.broadcast_to(present[:, None], hi.shape)
+    out = [[], [], [], []]
+
+    def emit(mask, lv):
+        blk, res = np.nonzero(mask)
+        for o, v in zip(out, (hi[blk, res], blk << lv, np.full(len(blk), lv), res)):
+            o.append(v)
+
     for lv in range(1, max_level + 1):
-        b = p >> lv
-        present = np.bincount(positions >> lv, minlength=int(b.max()) + 1)
-        full = present[b] == 1 << lv
-        reads = _group_sizes(x[by_x], b[by_x], by_x)
-        uses = _group_sizes(r[by_r], b[by_r], by_r)
-        alive &= full & (reads == uses)
-        if not alive.any():
-            break
-        level[alive] = lv
-    start = p >> level << level
-    lv_span = int(level.max()) + 1
-    key = np.unique((x * span + start) * lv_span + level)  # each block once, by input then position
-    xs, rest = np.divmod(key, span * lv_span)
-    start, level = np.divmod(rest, lv_span)
-    return xs, start, (1 << level) - 1
-
-
-def _group_sizes(a: np.ndarray, b: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """Size of each element's (a, b) group, given a and b sorted by (a, b) through perm,
-    returned in the original order."""
-    new = np.ones(len(a), dtype=bool)
-    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    gid = np.cumsum(new) - 1
-    out = np.empty(len(a), dtype=np.int64)
-    out[perm] = np.bincount(gid)[gid]
-    return out
+        hi2, lo2 = np.maximum(hi[0::2], hi[1::2]), np.minimum(lo[0::2], lo[1::2])
+        alive2 = alive[0::2] & alive[1::2] & ((hi2 == lo2) | (hi2 < 0))
+        # blocks usable at level lv - 1 whose parent is not: emitted in even/odd halves
+        blk_e, res_e = np.nonzero(alive[0::2] & (hi[0::2] >= 0) & ~alive2)
+        blk_o, res_o = np.nonzero(alive[1::2] & (hi[1::2] >= 0) & ~alive2)
+        blk = np.concatenate([2 * blk_e, 2 * blk_o + 1])
+        res = np.concatenate([res_e, res_o])
+        for o, v in zip(out, (hi[blk, res], blk << (lv - 1), np.full(len(blk), lv - 1), res)):
+            o.append(v)
+        hi, lo, alive = hi2, lo2, alive2
+    emit(alive & (hi >= 0), max_level)
+    return tuple(np.concatenate(o).astype(np.int64) for o in out)
 
 
 def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tuple:

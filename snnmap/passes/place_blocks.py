@@ -34,7 +34,7 @@ def block_codes(layer_tiles: list[tuple[int, int]], spec: ChipSpec, start: int =
         chip, code = chip + 1, 0
     out = []
     for n, align in layer_tiles:
-        if n > usable:  # spans chips: starts on a fresh one, tile s at code s % usable
+        if n > usable:  # spans chips: starts on a fresh one, tile s at code s % per_chip(spec)
             if code:
                 chip, code = chip + 1, 0
             pos = slots(n, spec)

@@ -28,20 +28,57 @@ class TileShape:
     packed: bool = False  # tw is a most: each row band is cut into runs of columns that fill a core
 
 
+class Columns:
+    """A tile's distinct crossbar columns (xbase), shared read-only by the tiles alike; made on
+    first use: the shape search cuts candidate tilings only to count axons and copies."""
+    __slots__ = ("_make", "_array")
+
+    def __init__(self, make=None, array: np.ndarray | None = None):
+        self._make, self._array = make, array
+
+    def get(self) -> np.ndarray:
+        if self._array is None:
+            self._array = _frozen(self._make())[0]
+            self._make = None
+        return self._array
+
+
 @dataclass
 class Tile:
+    """What one core holds. The crossbar is kept factored: `xbase` has one column per ANN neuron
+    of the region and is shared (read-only) by the tiles of a layer alike in channels, size and
+    border clipping; `xrows` picks each axon's row (tiles at another phase of the period have
+    their rows permuted), `xcol` each neuron's column (replicas and fan-out copies repeat it).
+    `crossbar` expands it on demand, so a tiling holds no dense crossbar per tile."""
     layer: str
     index: int
     region: tuple[int, int, int, int, int, int]  # y0, y1, x0, x1, c0, c1 (half-open)
     axon_src: np.ndarray  # int64 (A,): flat (h, w, c) index in the source population; -1: unused row
     axon_sign: np.ndarray  # int8 (A,): +1 / -1
-    crossbar: np.ndarray  # int8 (A, Nn): synapse weight, times the axon's sign
+    xsrc: Columns  # xbase, int8 (A', K): synapse weight, times the axon's sign, per ANN neuron of the region
+    xrows: np.ndarray | None  # int64 (A,): row of xbase of each axon; None: row a
+    xcol: np.ndarray  # int64 (Nn,): column of xbase of each neuron
+    xnnz: np.ndarray  # int64 (K,): nonzero synapses of each column of xbase
     neuron_src: np.ndarray  # int64 (Nn,): flat index of the ANN neuron in this population
     thresholds: np.ndarray  # int64 (Nn,)
     level: int = 0
     neuron_rep: np.ndarray | None = None  # int64 (Nn,): replica of each neuron
     neuron_copy: np.ndarray | None = None  # int64 (Nn,): fan-out copy of each neuron
     axon_rep: np.ndarray | None = None  # int64 (A,): source replica of each axon; None: all replicas add up
+
+    @property
+    def xbase(self) -> np.ndarray:
+        return self.xsrc.get()
+
+    @property
+    def xbar(self) -> np.ndarray:
+        """int8 (A, K): the distinct columns of the crossbar, one per ANN neuron of the region."""
+        return self.xbase if self.xrows is None else self.xbase[self.xrows]
+
+    @property
+    def crossbar(self) -> np.ndarray:
+        """int8 (A, Nn), a fresh array each call."""
+        return self.xbar[:, self.xcol]
 
     @property
     def axons(self) -> int:
@@ -53,7 +90,7 @@ class Tile:
 
     @property
     def synapses(self) -> int:
-        return int(np.count_nonzero(self.crossbar))
+        return int(self.xnnz[self.xcol].sum())
 
 
 @dataclass
@@ -75,6 +112,191 @@ def period(src: Population, proj: Projection, shape: TileShape) -> tuple[int, in
     return (min((shape.th - 1) * proj.stride + proj.kh, H), min((shape.tw - 1) * proj.stride + proj.kw, W))
 
 
+def _frozen(*arrays: np.ndarray) -> tuple:
+    """Arrays shared by several tiles: read-only, so that no tile can change another's."""
+    for a in arrays:
+        if a is not None:
+            a.flags.writeable = False
+    return arrays
+
+
+def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.ndarray | None,
+                periodic: tuple[int, int] | None, cache: dict | None) -> tuple:
+    """(xbase, xrows, xnnz, axon_src, axon_sign, axon_rep) of one region (see build_tile). Tiles alike in
+    channels, size, border clipping (and, with `periodic`, phase of the period) have the same
+    crossbar and axons up to a shift of the source index: `cache` keeps them, relative to the
+    patch origin, and each tile only adds its own offset."""
+    y0, y1, x0, x1, c0, c1 = region
+    H, W, C = src.shape
+    s, p = proj.stride, proj.padding
+    # the tile's input patch, clipped to the map; keys are numbered inside it, then made global
+    ty, tx, ey, ex = y0 * s - p, x0 * s - p, (y1 - 1) * s - p + proj.kh, (x1 - 1) * s - p + proj.kw
+    py0, px0, py1, px1 = max(ty, 0), max(tx, 0), min(ey, H), min(ex, W)
+    offset = (py0 * W + px0) * C
+    if periodic is not None:
+        # a tile's residues are its patch's rows and columns shifted by the patch origin's
+        # phase: a template (phase 0) per channel group and geometry, its rows permuted per phase
+        cache = {} if cache is None else cache
+        gkey = (y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
+        phase = (py0 % periodic[0], px0 % periodic[1])
+        hit = cache.get((c0, c1, gkey, phase))
+        if hit is None:
+            hit = cache.get((c0, c1, gkey, (0, 0)))
+            if hit is None:
+                hit = cache[c0, c1, gkey, (0, 0)] = _template(src, proj, region, periodic, cache, gkey)
+            if phase != (0, 0):
+                hit = cache[c0, c1, gkey, phase] = _shifted(hit, periodic, C, src.replicas, phase, cache)
+        xbase, xrows, xnnz, rel, used, axon_sign, axon_rep = hit
+        return xbase, xrows, xnnz, np.where(used, rel + offset, -1), axon_sign, axon_rep
+    ckey = None
+    if cache is not None and universe is None:
+        ckey = (c0, c1, y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
+        hit = cache.get(ckey)
+        if hit is not None:
+            xbar, xnnz, rel, used, axon_sign, axon_rep = hit
+            return Columns(array=xbar), None, xnnz, rel + offset, axon_sign, axon_rep
+    ph, pw = py1 - py0, px1 - px0
+    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
+    ox = np.tile(np.arange(x0, x1), y1 - y0)
+    cg = c1 - c0
+    n_ann = len(oy) * cg
+    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
+    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
+    iy = oy[:, None] * s - p + ky[None, :]
+    ix = ox[:, None] * s - p + kx[None, :]
+    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+    w = proj.weights[:, :, :, c0:c1].reshape(-1, cg)  # (K, Cg)
+    live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
+    p_idx, k_idx, c_idx = np.nonzero(live)
+    local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
+    key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
+    if universe is None:
+        present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
+        present[key] = True
+        lkeys = np.flatnonzero(present)
+        lpos, neg = np.divmod(lkeys, 2)
+        lrc, lc = np.divmod(lpos, C)
+        ly, lx = np.divmod(lrc, pw)
+        rel = (ly * W + lx) * C + lc
+        axon_src = rel + offset
+        axon_sign = np.where(neg == 1, -1, 1).astype(np.int8)
+        axon_of = np.cumsum(present)[key] - 1
+    else:
+        lpos, neg = np.divmod(key, 2)
+        lrc, lc = np.divmod(lpos, C)
+        ly, lx = np.divmod(lrc, pw)
+        keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
+        axon_src, axon_sign = keys // 2, np.where(keys % 2 == 1, -1, 1).astype(np.int8)
+    xbar = np.zeros((len(axon_src), n_ann), dtype=np.int8)
+    xbar[axon_of, p_idx * cg + c_idx] = 1
+    used, axon_rep = None, None
+    xnnz = np.count_nonzero(xbar, axis=0).astype(np.int64)
+    if ckey is None:
+        _frozen(xbar, xnnz)
+    else:
+        cache[ckey] = _frozen(xbar, xnnz, rel, used, axon_sign, axon_rep)
+    return Columns(array=xbar), None, xnnz, axon_src, axon_sign, axon_rep
+
+
+def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int], cache: dict,
+              gkey: tuple) -> tuple:
+    """The cache entry of _tile_axons for a region's channel group at phase 0 of the period:
+    the crossbar rows of the residues its synapses use, each source replica its own axon. The
+    geometry (all channels at once) is shared by the groups of a layer."""
+    y0, y1, x0, x1, c0, c1 = region
+    ns = src.replicas
+    geo = cache.get(("geometry", gkey))
+    if geo is None:
+        geo = cache["geometry", gkey] = _geometry(src, proj, region, periodic)
+    _, nnz, anyc, rel = geo
+    n_axons = len(rel)
+    if ("sign", ns) not in cache:
+        cache["sign", ns] = _frozen(np.ones(n_axons, dtype=np.int8), np.tile(np.arange(ns), n_axons // ns))
+    axon_sign, axon_rep = cache["sign", ns]
+    return (Columns(lambda: geo[0]()[:, :, c0:c1].reshape(n_axons, -1)), None, *_frozen(nnz[c0:c1].T.ravel()), rel,
+            *_frozen(np.repeat(anyc[c0:c1].any(axis=0), ns)), axon_sign, axon_rep)
+
+
+def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int]) -> tuple:
+    """For a region's size and clipping, all output channels at once, residues counted from the
+    patch origin (phase 0): a function giving the crossbar rows, each source replica its own
+    axon (axons, positions, channels); nonzero synapses (channels, positions); which residues each channel
+    uses (channels, residues); each axon's source index less the patch origin's."""
+    y0, y1, x0, x1, _, _ = region
+    H, W, C = src.shape
+    s, p = proj.stride, proj.padding
+    pery, perx = periodic
+    py0, px0 = max(y0 * s - p, 0), max(x0 * s - p, 0)
+    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
+    ox = np.tile(np.arange(x0, x1), y1 - y0)
+    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
+    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
+    iy = oy[:, None] * s - p + ky[None, :]
+    ix = ox[:, None] * s - p + kx[None, :]
+    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+    ry, rx = iy - py0, ix - px0  # in the patch
+    res = ((ry % pery) * perx + rx % perx) * C + ci[None, :]  # (P, K); a patch never exceeds the period
+    n_res = pery * perx * C
+    rel = np.zeros(n_res, dtype=np.int64)
+    rel[res[valid]] = ((ry * W + rx) * C + ci[None, :])[valid]
+    OC = proj.weights.shape[3]
+    w = proj.weights.reshape(-1, OC)  # (K, OC)
+    p_idx, k_idx = np.nonzero(valid)
+    base = np.zeros((OC, len(oy), n_res), dtype=np.int8)
+    base[:, p_idx, res[p_idx, k_idx]] = w[k_idx].T  # zero weights write the zeros already there
+    ns = src.replicas
+    xall = []  # built when a tile's crossbar is first read (the shape search only counts)
+
+    def rows() -> np.ndarray:
+        if not xall:
+            xall.append(np.repeat(base.transpose(2, 1, 0), ns, axis=0))
+        return xall[0]
+
+    return (rows, np.count_nonzero(base, axis=2).astype(np.int64) * ns, base.any(axis=1),
+            _frozen(np.repeat(rel, ns))[0])
+
+
+def _shifted(entry: tuple, periodic: tuple[int, int], C: int, ns: int, phase: tuple[int, int], cache: dict) -> tuple:
+    """A cache entry of _tile_axons moved by `phase` rows and columns of the period: the input on
+    residue (u, v, c) moves to ((u + a) % pery, (v + b) % perx, c); crossbar columns, signs and
+    replicas of the rows stay."""
+    key = ("rows", periodic, C, ns, phase)
+    rows = cache.get(key)
+    if rows is None:
+        pery, perx = periodic
+        u, v, c = np.meshgrid(np.arange(pery), np.arange(perx), np.arange(C), indexing="ij")
+        src_res = ((((u - phase[0]) % pery) * perx + (v - phase[1]) % perx) * C + c).ravel()
+        rows = cache[key] = (src_res[:, None] * ns + np.arange(ns)[None, :]).ravel()
+    xbase, xrows, xnnz, rel, used, axon_sign, axon_rep = entry
+    return (xbase, *_frozen(rows if xrows is None else xrows[rows]), xnnz, *_frozen(rel[rows], used[rows]),
+            axon_sign, axon_rep)
+
+
+def _neurons(pop: Population, regs: np.ndarray, mult: np.ndarray | None) -> tuple:
+    """Neurons of every region at once (regs: (T, 6) int64): per ANN neuron of a region (row-major
+    positions, channels innermost) its copies, each with the N replicas side by side. Returns
+    the concatenated (neuron_src, thresholds, rep, copy, xcol) and each tile's first neuron."""
+    OW, OC = pop.shape[1], pop.shape[2]
+    n = pop.replicas
+    y0, y1, x0, x1, c0, c1 = regs.T
+    cg, w = c1 - c0, x1 - x0
+    na = (y1 - y0) * w * cg
+    first_ann = np.cumsum(na) - na
+    tid = np.repeat(np.arange(len(regs)), na)
+    j = np.arange(len(tid)) - first_ann[tid]
+    q, c = np.divmod(j, cg[tid])
+    yy, xx = np.divmod(q, w[tid])
+    c += c0[tid]
+    ann = ((yy + y0[tid]) * OW + xx + x0[tid]) * OC + c
+    per = (mult[ann] if mult is not None else np.ones(len(ann), dtype=np.int64)) * n
+    col = np.repeat(np.arange(len(ann)), per)
+    within = np.arange(len(col)) - np.repeat(np.cumsum(per) - per, per)
+    copy, rep = np.divmod(within, n)
+    first = np.zeros(len(regs) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tid, weights=per, minlength=len(regs)).astype(np.int64), out=first[1:])
+    return ann[col], pop.thresholds[c[col], rep], rep, copy, j[col], first
+
+
 def build_tile(layer: str, index: int, pop: Population, src: Population, proj: Projection,
                region: tuple[int, int, int, int, int, int], level: int = 0,
                universe: np.ndarray | None = None, mult: np.ndarray | None = None,
@@ -83,89 +305,25 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
     exactly those axons whether it uses them or not (the whole-input-map baseline). `mult` gives
     each ANN neuron of the population its number of fan-out copies. With `periodic` (a chip
     whose axons OR spikes together), each source replica takes its own axon, numbered by input
-    position modulo the period, and the synapses carry the weights' signs. There, tiles away from
-    the borders with the same channels, size and phase of the period have the same crossbar:
-    `cache` (one dict per layer) keeps it, and only the inputs the axons stand for are computed."""
-    y0, y1, x0, x1, c0, c1 = region
-    H, W, C = src.shape
-    s, p = proj.stride, proj.padding
-    # the tile's input patch, clipped to the map; keys are numbered inside it, then made global
-    py0, px0 = max(y0 * s - p, 0), max(x0 * s - p, 0)
-    py1, px1 = min((y1 - 1) * s - p + proj.kh, H), min((x1 - 1) * s - p + proj.kw, W)
-    ph, pw = py1 - py0, px1 - px0
-    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
-    ox = np.tile(np.arange(x0, x1), y1 - y0)
-    n = pop.replicas
-    cg = c1 - c0
-    n_ann = len(oy) * cg
-    interior = (y0 * s - p >= 0 and x0 * s - p >= 0 and (y1 - 1) * s - p + proj.kh <= H
-                and (x1 - 1) * s - p + proj.kw <= W)
-    ckey = None
-    if periodic is not None and cache is not None and interior:
-        ckey = (c0, c1, y1 - y0, x1 - x0, py0 % periodic[0], px0 % periodic[1])
-    if ckey is not None and ckey in cache:
-        base, local_src, axon_sign, axon_rep = cache[ckey]
-    else:
-        ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
-        ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
-        iy = oy[:, None] * s - p + ky[None, :]
-        ix = ox[:, None] * s - p + kx[None, :]
-        valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
-        w = proj.weights[:, :, :, c0:c1].reshape(-1, c1 - c0)  # (K, Cg)
-        live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
-        p_idx, k_idx, c_idx = np.nonzero(live)
-    if periodic is not None:
-        if ckey is None or ckey not in cache:
-            pery, perx = periodic
-            ns = src.replicas
-            jy, jx = iy[p_idx, k_idx], ix[p_idx, k_idx]
-            res = ((jy % pery) * perx + jx % perx) * C + ci[k_idx]
-            n_res = pery * perx * C
-            base = np.zeros((n_res, n_ann), dtype=np.int8)
-            base[res, p_idx * cg + c_idx] = w[k_idx, c_idx]
-            local_src = np.full(n_res, -1, dtype=np.int64)  # input of each residue, in the patch
-            local_src[res] = ((jy - py0) * pw + jx - px0) * C + ci[k_idx]
-            base = np.repeat(base, ns, axis=0)  # each source replica has its own axon, same weights
-            axon_sign = np.ones(n_res * ns, dtype=np.int8)
-            axon_rep = np.tile(np.arange(ns), n_res)
-            if ckey is not None:
-                cache[ckey] = (base, local_src, axon_sign, axon_rep)
-        lrc, lc = np.divmod(local_src, C)
-        ly, lx = np.divmod(lrc, pw)
-        res_src = np.where(local_src >= 0, ((ly + py0) * W + lx + px0) * C + lc, -1)
-        axon_src = np.repeat(res_src, src.replicas)
-        axon_sign, axon_rep = axon_sign.copy(), axon_rep.copy()  # tiles own their arrays
-    else:
-        local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
-        key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
-        if universe is None:
-            present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
-            present[key] = True
-            lkeys = np.flatnonzero(present)
-            lpos, neg = np.divmod(lkeys, 2)
-            lrc, lc = np.divmod(lpos, C)
-            ly, lx = np.divmod(lrc, pw)
-            keys = (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg
-            axon_of = np.cumsum(present)[key] - 1
-        else:
-            lpos, neg = np.divmod(key, 2)
-            lrc, lc = np.divmod(lpos, C)
-            ly, lx = np.divmod(lrc, pw)
-            keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
-        base = np.zeros((len(keys), n_ann), dtype=np.int8)
-        base[axon_of, p_idx * cg + c_idx] = 1
-        axon_src, axon_sign, axon_rep = keys // 2, np.where(keys % 2 == 1, -1, 1).astype(np.int8), None
-    OW, OC = pop.shape[1], pop.shape[2]
-    ann = ((oy[:, None] * OW + ox[:, None]) * OC + np.arange(c0, c1)[None, :]).ravel()
-    chans = np.tile(np.arange(c0, c1), len(oy))
-    # neurons: per ANN neuron, its copies, each with the N replicas side by side
-    per = (mult[ann] if mult is not None else np.ones(n_ann, dtype=np.int64)) * n
-    col = np.repeat(np.arange(n_ann), per)
-    within = np.arange(len(col)) - np.repeat(np.cumsum(per) - per, per)
-    copy, rep = np.divmod(within, n)
-    return Tile(layer=layer, index=index, region=region, axon_src=axon_src, axon_sign=axon_sign,
-                crossbar=base[:, col], neuron_src=ann[col], thresholds=pop.thresholds[chans[col], rep],
-                level=level, neuron_rep=rep, neuron_copy=copy, axon_rep=axon_rep)
+    position modulo the period, and the synapses carry the weights' signs. `cache` (one dict
+    per layer) shares crossbars and axon layouts between tiles alike (_tile_axons)."""
+    return _make_tiles(layer, pop, src, proj, [region], level, universe, mult, periodic, cache, index)[0]
+
+
+def _make_tiles(layer: str, pop: Population, src: Population, proj: Projection, regs: list, level: int,
+                universe, mult, periodic, cache, index0: int = 0, progress=None) -> list[Tile]:
+    nsrc, thr, rep, copy, xcol, first = _neurons(pop, np.array(regs, dtype=np.int64).reshape(-1, 6), mult)
+    tiles = []
+    for t, region in enumerate(regs):
+        xbase, xrows, xnnz, axon_src, axon_sign, axon_rep = _tile_axons(src, proj, region, universe, periodic,
+                                                                         cache)
+        a, b = first[t], first[t + 1]
+        tiles.append(Tile(layer=layer, index=index0 + t, region=region, axon_src=axon_src, axon_sign=axon_sign,
+                          xsrc=xbase, xrows=xrows, xcol=xcol[a:b], xnnz=xnnz, neuron_src=nsrc[a:b], thresholds=thr[a:b],
+                          level=level, neuron_rep=rep[a:b], neuron_copy=copy[a:b], axon_rep=axon_rep))
+        if progress is not None:
+            progress(1)
+    return tiles
 
 
 def _group_masks(proj: Projection, cg: int) -> np.ndarray:
@@ -315,6 +473,7 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
     if spec.multicast and pow2_groups:  # a power-of-two number of groups keeps a region's tiles one aligned block
         groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
+    group_masks: dict[int, np.ndarray] = {}
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
         for cg in groups:
@@ -323,7 +482,9 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            masks = _group_masks(proj, cg) if spec.axon_accumulates else None
+            if spec.axon_accumulates and cg not in group_masks:  # the same at every level
+                group_masks[cg] = _group_masks(proj, cg)
+            masks = group_masks.get(cg)
             for th in range(1, OH + 1):
                 if th * cg > per_core or out_of_time():
                     break
@@ -392,7 +553,22 @@ def _layer(g: nx.DiGraph, name: str) -> tuple[Population, Population, Projection
 
 
 LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost their producer
-LOOKAHEAD_TILES = 256  # larger layers take their own best shape
+LOOKAHEAD_TILES = 256  # larger layers weigh their own best shape and LOOKAHEAD_WIDE others
+LOOKAHEAD_WIDE = 1
+
+
+def _other_sizes(cands: list[tuple], first: tuple, n: int) -> list[tuple]:
+    """Up to n candidates besides `first`, each the best of a tile size (th, tw) other than
+    first's; among equal tiles the tallest first. A taller or wider tile at a higher fan-in
+    level can save its producer many copies (an input then feeds fewer tiles); on VGG-Net on
+    paicore2 2x1 tiles left conv3's and conv6's producers 4,608 and 2,304 cores where 1x2 tiles
+    left 8,960 and 4,352."""
+    seen, out = {(first[4].th, first[4].tw)}, []
+    for c in sorted(cands, key=lambda c: (c[0], -c[4].th, c[1], c[2])):
+        if (c[4].th, c[4].tw) not in seen:
+            seen.add((c[4].th, c[4].tw))
+            out.append(c)
+    return out[:n]
 
 
 def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None,
@@ -427,7 +603,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                     raise
         cands = shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD, fan_out_limit=False)
         if cands[0][0] > LOOKAHEAD_TILES:  # cutting several candidates of a layer this large costs too much
-            cands = cands[:1]
+            cands = cands[:1] + _other_sizes(shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD * 8,
+                                                              fan_out_limit=False), cands[0], LOOKAHEAD_WIDE)
         ppop, psrc, pproj = _layer(g, order[i - 1])
         best = None
         cuts = {}
@@ -549,13 +726,8 @@ def cut_layer(name: str, pop: Population, src: Population, proj: Projection, sha
         universe, periodic = (axon_universe(src, proj) if whole_input else None), None
     else:
         universe, periodic = None, (src.shape[:2] if whole_input else period(src, proj, shape))
-    tiles, cache = [], {}
-    for region in regions(pop, shape, spec, mult):
-        tiles.append(build_tile(name, len(tiles), pop, src, proj, region, shape.level, universe, mult, periodic,
-                                cache))
-        if progress is not None:
-            progress(1)
-    return tiles
+    return _make_tiles(name, pop, src, proj, regions(pop, shape, spec, mult), shape.level, universe, mult,
+                       periodic, {}, progress=progress)
 
 
 def cut_tiles(g: nx.DiGraph, shapes: dict[str, TileShape], spec: ChipSpec, whole_input: bool = False,

@@ -51,9 +51,9 @@ def _normal_sf(z: np.ndarray) -> np.ndarray:
 
 def uniform_rates(tile, replicas: int) -> np.ndarray:
     """Firing probability of each neuron of a tile under the uniform-activity model."""
-    signed = tile.crossbar * tile.axon_sign[:, None]  # int8: weights in [-2, 1] times a sign
-    pos = np.count_nonzero(signed > 0, axis=0).astype(np.float64)
-    neg = np.count_nonzero(signed < 0, axis=0).astype(np.float64)
+    signed = tile.xbar * tile.axon_sign[:, None]  # int8: weights in [-2, 1] times a sign, per distinct column
+    pos = np.count_nonzero(signed > 0, axis=0)[tile.xcol].astype(np.float64)
+    neg = np.count_nonzero(signed < 0, axis=0)[tile.xcol].astype(np.float64)
     if tile.axon_rep is not None and len(tile.axon_rep):
         # axons that OR spikes: an input has one axon per source replica, each with the input's
         # weight (signed in the crossbar), so synapses per input are the axons' over the replicas
