@@ -256,21 +256,31 @@ def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tupl
     return cat(out_x), cat(out_v), cat(out_f)
 
 
+def copies_needed(src: Population, tiles: list, spec: ChipSpec) -> np.ndarray:
+    """fan_out(...).mult alone (the shape search weighs candidates by it): on a chip without
+    multicast, counted from the reads without ordering them."""
+    if spec.multicast:
+        return fan_out(src, tiles, spec).mult
+    px = np.concatenate([t.axon_src for t in tiles]) if tiles else np.zeros(0, np.int64)
+    keep = px >= 0
+    if tiles and tiles[0].axon_rep is not None:
+        keep &= np.concatenate([t.axon_rep for t in tiles]) == 0
+    counts = np.bincount(px[keep], minlength=src.size)
+    return np.maximum(1, -(-counts // spec.max_destinations)).astype(np.int64)
+
+
 def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:
     """One destination word per (tile, axon) reading the input; on an OR chip, per replica 0
     (replica r goes r axons further)."""
-    xs, ts, axs = [], [], []
-    for t, tile in enumerate(tiles):
-        rows = np.flatnonzero(tile.axon_src >= 0)
-        if tile.axon_rep is not None:
-            rows = rows[tile.axon_rep[rows] == 0]
-        xs.append(tile.axon_src[rows])
-        ts.append(np.full(len(rows), t, dtype=np.int64))
-        axs.append(rows)
-    px = np.concatenate(xs) if xs else np.zeros(0, np.int64)
-    pt = np.concatenate(ts) if ts else np.zeros(0, np.int64)
-    pa = np.concatenate(axs) if axs else np.zeros(0, np.int64)
-    order = np.lexsort((pa, pt, px))
+    lens = np.array([t.axons for t in tiles], dtype=np.int64)
+    px = np.concatenate([t.axon_src for t in tiles]) if tiles else np.zeros(0, np.int64)
+    pt = np.repeat(np.arange(len(tiles), dtype=np.int64), lens)
+    pa = np.arange(len(px), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    keep = px >= 0
+    if tiles and tiles[0].axon_rep is not None:
+        keep &= np.concatenate([t.axon_rep for t in tiles]) == 0
+    px, pt, pa = px[keep], pt[keep], pa[keep]
+    order = np.argsort(px, kind="stable")  # pieces come by (tile, axon) already: by input, keeping that
     return _finish(src.size, px[order], pt[order], np.zeros(len(px), np.int64), pa[order], spec, 1, False)
 
 
@@ -278,5 +288,6 @@ def _finish(X: int, px, pt, pf, pa, spec: ChipSpec, align: int, spread: bool) ->
     counts = np.bincount(px, minlength=X)
     rank = np.arange(len(px)) - np.repeat(np.cumsum(counts) - counts, counts)
     mult = np.maximum(1, -(-counts // spec.max_destinations))
-    return FanOut(mult.astype(np.int64), px.astype(np.int64), (rank // spec.max_destinations).astype(np.int64),
-                  pt.astype(np.int64), pf.astype(np.int64), pa.astype(np.int64), align, spread)
+    as64 = (lambda a: np.asarray(a, dtype=np.int64))  # no copy of what is int64 already
+    return FanOut(as64(mult), as64(px), as64(rank // spec.max_destinations), as64(pt), as64(pf), as64(pa), align,
+                  spread)

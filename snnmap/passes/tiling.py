@@ -8,6 +8,7 @@ two, all zero none. The shape is chosen per layer: fewest tiles, then fewest axo
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -326,6 +327,23 @@ def _make_tiles(layer: str, pop: Population, src: Population, proj: Projection, 
     return tiles
 
 
+_MEMO: dict[int, tuple] = {}  # id(projection) -> (weak reference, memo): shape searches of one layer
+
+
+def _axon_memo(proj: Projection) -> dict:
+    """Per projection, its channel groups' masks and the axons each (group size, rows, columns)
+    tile needs: the shape search asks again for every level, and the lookahead once per
+    consumer candidate (VGG on sg64: 89 searches)."""
+    hit = _MEMO.get(id(proj))
+    if hit is not None and hit[0]() is proj:
+        return hit[1]
+    for key in [k for k, (ref, _) in _MEMO.items() if ref() is None]:
+        del _MEMO[key]
+    memo = {"masks": {}, "need": {}}
+    _MEMO[id(proj)] = (weakref.ref(proj), memo)
+    return memo
+
+
 def _group_masks(proj: Projection, cg: int) -> np.ndarray:
     """(2, n_groups, kh, kw, c_in): which inputs of a kernel window carry a +1 / -1 weight into
     each channel group (the signed axons one output position of the group needs)."""
@@ -473,7 +491,6 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
     if spec.multicast and pow2_groups:  # a power-of-two number of groups keeps a region's tiles one aligned block
         groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
-    group_masks: dict[int, np.ndarray] = {}
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
         for cg in groups:
@@ -482,9 +499,10 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            if spec.axon_accumulates and cg not in group_masks:  # the same at every level
-                group_masks[cg] = _group_masks(proj, cg)
-            masks = group_masks.get(cg)
+            memo = _axon_memo(proj) if spec.axon_accumulates else None  # the same at every level and call
+            if memo is not None and cg not in memo["masks"]:
+                memo["masks"][cg] = _group_masks(proj, cg)
+            masks = memo["masks"][cg] if memo is not None else None
             for th in range(1, OH + 1):
                 if th * cg > per_core or out_of_time():
                     break
@@ -500,7 +518,9 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
                             least_fan_out = min(least_fan_out, fan_out)
                             continue
                     if spec.axon_accumulates:
-                        need = _interior_axons(masks, proj.stride, th, tw)
+                        need = memo["need"].get((cg, th, tw))
+                        if need is None:
+                            need = memo["need"][cg, th, tw] = _interior_axons(masks, proj.stride, th, tw)
                     else:
                         pery, perx = period(src, proj, TileShape(th, tw, cg))
                         need = pery * perx * C * ns
@@ -578,7 +598,7 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
     neurons need. Where copies arise (multicast blocks, or destinations over the limit), a few
     candidate shapes are each cut and weighed with the cores their producer then needs; the cut
     of the chosen one goes into `cuts_made` (layer -> shape, copies, tiles, fan-out), for cut_tiles."""
-    from snnmap.passes.fanout import fan_out  # fanout imports this module
+    from snnmap.passes.fanout import copies_needed, fan_out  # fanout imports this module
 
     order = chip_layers(g)
     shapes: dict[str, TileShape] = {}
@@ -614,10 +634,10 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
             for tiles, *_, shape in cands:
                 if best is not None and deadline is not None and deadline.expired():
                     break
-                if shape not in cuts:
+                if shape not in cuts:  # the copies alone here; the whole fan-out of the chosen one below
                     tl = cut_layer(name, pop, src, proj, shape, spec, m)
-                    cuts[shape] = (tl, fan_out(src, tl, spec))
-                pm = cuts[shape][1].mult
+                    cuts[shape] = (tl, copies_needed(src, tl, spec))
+                pm = cuts[shape][1]
                 try:
                     ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
                               else best_shape(ppop, psrc, pproj, spec, deadline, pm)[0])
@@ -634,7 +654,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         shapes[name] = best[1]
         mult[src.name] = best[2]
         if cuts_made is not None:
-            cuts_made[name] = (best[1], m, *cuts[best[1]])
+            tl = cuts[best[1]][0]
+            cuts_made[name] = (best[1], m, tl, fan_out(src, tl, spec))
     return shapes
 
 
