@@ -10,7 +10,8 @@ a discrete isoperimetric bound for a point set plus the kernel box (rows, then c
 |S| = sum_j |P_j| with |P_1| >= |P_2| >= ...; the largest such sum within A axons comes from a
 dynamic programme over that chain (or, where it would be large, an upper bound on it by
 Lagrangian duality). g is exact (every channel subset) for layers of up to EXACT_CHANNELS
-output channels, else a lower bound (forced elements plus the j-th smallest support). On a chip
+output channels, else a lower bound (forced elements plus the j-th smallest support, or de
+Caen's inequality, whichever is larger). On a chip
 whose axons OR spikes an axon stands for (input, source replica) whatever the sign: supports are
 unsigned and each element costs ns axons. One input is also read at several kernel offsets:
 LayerDensity mixes in a second per-input bound, psi(positions around it), so that one channel
