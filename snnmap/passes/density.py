@@ -27,7 +27,7 @@ DP_STEPS = 20_000  # (channels x positions) rows of the exact programme at most,
 DP_TABLE = 200_000  # cells of its table at most: axons counted in coarser units above that
 OFFSET_UNIONS = 5  # psi(m) exactly for m up to this many offsets (psi stays flat beyond)
 OFFSET_ITEMS = 1024  # (offset, channel) supports at most, else psi is left out
-OFFSET_WORK = 1_000_000  # branch-and-bound steps for psi(m >= 3), all m together
+OFFSET_WORK = 400_000  # branch-and-bound steps for psi(m >= 3), all m together
 
 
 def supports(weights: np.ndarray, signed: bool) -> np.ndarray:
@@ -305,22 +305,22 @@ class LayerDensity:
     def cap(self, axons: int, enough: int = 0, limit: int | None = None) -> int | None:
         """Most distinct ANN neurons one core with `axons` axons can hold, or None (no claim).
         With `enough`, it may stop at the first multiplier whose cap is at most that; with
-        `limit` (what the core's neurons allow), it returns `limit` where a chain of uniform
-        layers (k channels at a positions, g(k) phi(a) <= axons) shows the cap is no lower."""
+        `limit` (what the core's neurons allow), it returns `limit` where, for every multiplier,
+        a uniform chain (k channels at a positions) within the axons shows the cap is no lower."""
         g = self.g
         if g[1] <= 0:
             return None
-        if limit is not None and not self._with_psi():
+        thetas = self.THETAS if self._with_psi() and self._offset_cost() is not None else (1.0,)
+        mixes = [(theta, theta * g[1] * self.phi + ((1 - theta) * self.psi_cost if theta < 1 else 0))
+                 for theta in thetas]
+        if limit is not None:
             k = np.arange(1, len(g))[:, None]
             a = np.arange(len(self.phi))[None, :]
-            fits = g[1:, None] * self.phi[None, :] <= axons
-            if int((k * a * fits).max(initial=0)) >= limit:
+            if all(int((k * a * (theta * (g[1:, None] - g[1]) * self.phi[None, :] + first[None, :] <= axons))
+                       .max(initial=0)) >= limit for theta, first in mixes):
                 return limit
         best = None
-        for theta in self.THETAS:
-            if theta < 1 and self._offset_cost() is None:
-                break  # without psi every mix is the plain layer cake
-            first = theta * g[1] * self.phi + ((1 - theta) * self.psi_cost if theta < 1 else 0)
+        for theta, first in mixes:
             amax = int(np.flatnonzero(first <= axons).max())  # the positions a core's neurons sit at
             cost = np.vstack([first[None, :amax + 1], theta * np.diff(g)[1:, None] * self.phi[None, :amax + 1]])
             d = _chain_max(cost, axons)
