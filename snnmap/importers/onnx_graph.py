@@ -614,7 +614,8 @@ def _ternary(w: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     flat = w.reshape(-1, w.shape[-1])
     scale = np.abs(flat).max(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    t = flat / scale
+    with np.errstate(invalid="ignore"):  # an infinite weight gives NaN here, named as not ternary below
+        t = flat / scale
     bad = ~np.isin(t, (-1.0, 0.0, 1.0))
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
