@@ -81,11 +81,9 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
     rows0 = [tile.axon_src[::ns] for tile in tiles]
     chip_bits = spec.cores_per_chip.bit_length() - 1  # a block stays within one chip
     if bits <= min(SUBCUBE_BITS, chip_bits) or len({len(a) for a in rows0}) > 1:
-        lens = np.array([len(a) for a in rows0], dtype=np.int64)
-        rows0 = np.concatenate(rows0) if rows0 else np.zeros(0, np.int64)
-        q = np.arange(len(rows0)) - np.repeat(np.cumsum(lens) - lens, lens)
-        read = rows0 >= 0
-        rx, rq, rt = rows0[read], q[read], np.repeat(np.arange(T, dtype=np.int64), lens)[read]
+        flat, t_of, q = _rows(rows0)
+        read = flat >= 0
+        rx, rq, rt = flat[read], q[read], t_of[read]
         res_of[rx] = rq
         if bits <= min(SUBCUBE_BITS, chip_bits):
             px, pv, pf = _small_layer(tiles, ns, X, rx, rt, res_of, pos, bits, chunk)
@@ -103,23 +101,35 @@ def fan_out(src: Population, tiles: list, spec: ChipSpec, chunk: int = 8192) -> 
                    align=1 << int(pf.max(initial=0)).bit_length(), spread=T > spec.usable_cores)
 
 
-def _table_runs(rows0: list, pos: np.ndarray, max_level: int, X: int, cells: int = 1 << 22) -> tuple:
+def _table_runs(rows0: list, pos: np.ndarray, max_level: int, X: int) -> tuple:
     """aligned_runs for tiles with the same residues (rows0: each tile's input per residue, -1
-    unused), in slices of residues: (input, first position, free bits, residue) of each block."""
-    step = 1 << max_level
-    n_pos = -(-(int(pos[-1]) + 1) // step) * step
-    present = np.zeros(n_pos, dtype=bool)
-    present[pos] = True
-    n_res = len(rows0[0])
+    unused), the table filled straight from them: (input, first position, free bits, residue)."""
     dtype = np.int32 if X < np.iinfo(np.int32).max else np.int64
+
+    def fill(table, r0, r1):
+        table[pos] = np.stack([a[r0:r1] for a in rows0])
+
+    xs, start, level, res = _sliced_halving(pos, int(pos[-1]), len(rows0[0]), max_level, fill, dtype)
+    return xs, start, (1 << level) - 1, res
+
+
+def _sliced_halving(positions: np.ndarray, last: int, n_res: int, max_level: int, fill, dtype,
+                    cells: int = 1 << 22) -> tuple:
+    """_halving over a (position, residue) table of inputs built by fill(table, r0, r1) in slices
+    of residues of at most `cells` entries (positions up to `last`): (input, first position,
+    level, residue) of each block."""
+    step = 1 << max_level
+    n_pos = -(-(last + 1) // step) * step
+    present = np.zeros(n_pos, dtype=bool)
+    present[positions] = True
     width = max(1, cells // n_pos)
     out = []
     for r0 in range(0, n_res, width):
         r1 = min(r0 + width, n_res)
         table = np.full((n_pos, r1 - r0), -1, dtype=dtype)
-        table[pos] = np.stack([a[r0:r1] for a in rows0])
+        fill(table, r0, r1)
         xs, start, level, res = _halving(table, present, max_level)
-        out.append((xs, start, (1 << level) - 1, res + r0))
+        out.append((xs, start, level, res + r0))
     return tuple(np.concatenate([o[i] for o in out]) for i in range(4))
 
 
@@ -157,19 +167,13 @@ def aligned_runs(x: np.ndarray, p: np.ndarray, r: np.ndarray, positions: np.ndar
     slices of residues of at most `cells` entries."""
     if len(x) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    step = 1 << max_level
-    n_pos = -(-(int(max(p.max(), positions.max())) + 1) // step) * step
-    n_res = int(r.max()) + 1
-    present = np.zeros(n_pos, dtype=bool)
-    present[positions] = True
-    width = max(1, cells // n_pos)
-    out = []
-    for r0 in range(0, n_res, width):
-        sel = (r >= r0) & (r < r0 + width)
-        table = np.full((n_pos, min(width, n_res - r0)), -1, dtype=np.int64)  # input read, or -1
+
+    def fill(table, r0, r1):
+        sel = (r >= r0) & (r < r1)
         table[p[sel], r[sel] - r0] = x[sel]
-        out.append(_halving(table, present, max_level)[:3])
-    xs, start, level = (np.concatenate([o[i] for o in out]) for i in range(3))
+
+    xs, start, level, _ = _sliced_halving(positions, int(max(p.max(), positions.max())), int(r.max()) + 1,
+                                          max_level, fill, np.int64, cells)
     order = np.lexsort((start, xs))  # by input, then position
     return xs[order], start[order], (1 << level[order]) - 1
 
@@ -190,13 +194,7 @@ def _halving(hi: np.ndarray, present: np.ndarray, max_level: int) -> tuple:
     for lv in range(1, max_level + 1):
         hi2, lo2 = np.maximum(hi[0::2], hi[1::2]), np.minimum(lo[0::2], lo[1::2])
         alive2 = alive[0::2] & alive[1::2] & ((hi2 == lo2) | (hi2 < 0))
-        # blocks usable at level lv - 1 whose parent is not: emitted in even/odd halves
-        blk_e, res_e = np.nonzero(alive[0::2] & (hi[0::2] >= 0) & ~alive2)
-        blk_o, res_o = np.nonzero(alive[1::2] & (hi[1::2] >= 0) & ~alive2)
-        blk = np.concatenate([2 * blk_e, 2 * blk_o + 1])
-        res = np.concatenate([res_e, res_o])
-        for o, v in zip(out, (hi[blk, res], blk << (lv - 1), np.full(len(blk), lv - 1), res)):
-            o.append(v)
+        emit(alive & (hi >= 0) & ~np.repeat(alive2, 2, axis=0), lv - 1)  # usable blocks whose parent is not
         hi, lo, alive = hi2, lo2, alive2
     emit(alive & (hi >= 0), max_level)
     return tuple(np.concatenate(o).astype(np.int64) for o in out)
@@ -256,30 +254,39 @@ def _subcubes(nd: np.ndarray, ok: np.ndarray, bits: int, xs: np.ndarray) -> tupl
     return cat(out_x), cat(out_v), cat(out_f)
 
 
-def copies_needed(src: Population, tiles: list, spec: ChipSpec) -> np.ndarray:
-    """fan_out(...).mult alone (the shape search weighs candidates by it): on a chip without
-    multicast, counted from the reads without ordering them."""
-    if spec.multicast:
-        return fan_out(src, tiles, spec).mult
-    px = np.concatenate([t.axon_src for t in tiles]) if tiles else np.zeros(0, np.int64)
+def _rows(arrays: list) -> tuple:
+    """Per-tile arrays end to end: (values, tile of each, row of each within its tile)."""
+    lens = np.array([len(a) for a in arrays], dtype=np.int64)
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+    return (flat, np.repeat(np.arange(len(arrays), dtype=np.int64), lens),
+            np.arange(len(flat), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens))
+
+
+def _unicast_reads(tiles: list) -> tuple:
+    """(input, tile, axon) of every axon row reading an input; on an OR chip replica 0's rows
+    only (replica r goes r axons further). In tile, then axon order."""
+    px, pt, pa = _rows([t.axon_src for t in tiles])
     keep = px >= 0
     if tiles and tiles[0].axon_rep is not None:
         keep &= np.concatenate([t.axon_rep for t in tiles]) == 0
-    counts = np.bincount(px[keep], minlength=src.size)
+    return px[keep], pt[keep], pa[keep]
+
+
+def _copies(counts: np.ndarray, spec: ChipSpec) -> np.ndarray:
+    """Copies a neuron needs to send `counts` destination words."""
     return np.maximum(1, -(-counts // spec.max_destinations)).astype(np.int64)
+
+
+def copies_needed(src: Population, tiles: list, spec: ChipSpec) -> np.ndarray:
+    """fan_out(...).mult on a chip without multicast, counted from the reads without ordering
+    them (the shape search weighs candidates by it)."""
+    return _copies(np.bincount(_unicast_reads(tiles)[0], minlength=src.size), spec)
 
 
 def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:
     """One destination word per (tile, axon) reading the input; on an OR chip, per replica 0
     (replica r goes r axons further)."""
-    lens = np.array([t.axons for t in tiles], dtype=np.int64)
-    px = np.concatenate([t.axon_src for t in tiles]) if tiles else np.zeros(0, np.int64)
-    pt = np.repeat(np.arange(len(tiles), dtype=np.int64), lens)
-    pa = np.arange(len(px), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-    keep = px >= 0
-    if tiles and tiles[0].axon_rep is not None:
-        keep &= np.concatenate([t.axon_rep for t in tiles]) == 0
-    px, pt, pa = px[keep], pt[keep], pa[keep]
+    px, pt, pa = _unicast_reads(tiles)
     order = np.argsort(px, kind="stable")  # pieces come by (tile, axon) already: by input, keeping that
     return _finish(src.size, px[order], pt[order], np.zeros(len(px), np.int64), pa[order], spec, 1, False)
 
@@ -287,7 +294,7 @@ def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:
 def _finish(X: int, px, pt, pf, pa, spec: ChipSpec, align: int, spread: bool) -> FanOut:
     counts = np.bincount(px, minlength=X)
     rank = np.arange(len(px)) - np.repeat(np.cumsum(counts) - counts, counts)
-    mult = np.maximum(1, -(-counts // spec.max_destinations))
+    mult = _copies(counts, spec)
     as64 = (lambda a: np.asarray(a, dtype=np.int64))  # no copy of what is int64 already
     return FanOut(as64(mult), as64(px), as64(rank // spec.max_destinations), as64(pt), as64(pf), as64(pa), align,
                   spread)

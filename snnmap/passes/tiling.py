@@ -491,6 +491,7 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
     groups = sorted({-(-OC // g) for g in range(1, OC + 1)}, reverse=True)
     if spec.multicast and pow2_groups:  # a power-of-two number of groups keeps a region's tiles one aligned block
         groups = [cg for cg in groups if (-(-OC // cg)) & (-(-OC // cg) - 1) == 0]
+    memo = _axon_memo(proj) if spec.axon_accumulates else None  # the same at every level and call
     for level in range(lo, spec.fanin_max_level + 1):
         per_core, axon_cap = spec.neurons_at(level) // n, spec.axons_at(level)
         for cg in groups:
@@ -499,7 +500,6 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            memo = _axon_memo(proj) if spec.axon_accumulates else None  # the same at every level and call
             if memo is not None and cg not in memo["masks"]:
                 memo["masks"][cg] = _group_masks(proj, cg)
             masks = memo["masks"][cg] if memo is not None else None
@@ -634,10 +634,11 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
             for tiles, *_, shape in cands:
                 if best is not None and deadline is not None and deadline.expired():
                     break
-                if shape not in cuts:  # the copies alone here; the whole fan-out of the chosen one below
+                if shape not in cuts:  # without multicast the copies alone; the chosen one's fan-out below
                     tl = cut_layer(name, pop, src, proj, shape, spec, m)
-                    cuts[shape] = (tl, copies_needed(src, tl, spec))
-                pm = cuts[shape][1]
+                    fo = fan_out(src, tl, spec) if spec.multicast else None
+                    cuts[shape] = (tl, fo, fo.mult if fo is not None else copies_needed(src, tl, spec))
+                pm = cuts[shape][2]
                 try:
                     ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
                               else best_shape(ppop, psrc, pproj, spec, deadline, pm)[0])
@@ -654,8 +655,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         shapes[name] = best[1]
         mult[src.name] = best[2]
         if cuts_made is not None:
-            tl = cuts[best[1]][0]
-            cuts_made[name] = (best[1], m, tl, fan_out(src, tl, spec))
+            tl, fo, _ = cuts[best[1]]
+            cuts_made[name] = (best[1], m, tl, fo if fo is not None else fan_out(src, tl, spec))
     return shapes
 
 
