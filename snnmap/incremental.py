@@ -197,6 +197,13 @@ class OldImage:
         return np.array([self.hdr[self.index[layer, t], :4] for t in range(n)], dtype=np.int64).reshape(-1, 4)
 
 
+def _core_codes(coords: np.ndarray, spec: ChipSpec) -> np.ndarray:
+    """Each core's place in the order place_blocks lays layers along: chip (row-major on the
+    board) x cores_per_chip + the core's Morton code."""
+    chip = coords[:, 0] + (coords[:, 1] << spec.chip_x_bits)
+    return chip * spec.cores_per_chip + _morton(coords[:, 2], coords[:, 3])
+
+
 def _blocks_hold(coords: np.ndarray, align: int, spec: ChipSpec) -> bool:
     """Whether tiles kept at these cores still keep every multicast block of their producer an
     aligned block: each run of `align` positions (as fanout.py cut them, place_mcast's units) at
@@ -206,8 +213,7 @@ def _blocks_hold(coords: np.ndarray, align: int, spec: ChipSpec) -> bool:
     n = len(coords)
     if n == 0 or align == 1:
         return True
-    chip = coords[:, 0] + (coords[:, 1] << spec.chip_x_bits)
-    codes = chip * spec.cores_per_chip + _morton(coords[:, 2], coords[:, 3])
+    codes = _core_codes(coords, spec)
     run, off = np.divmod(slots(n, spec), align)
     base = codes - off
     first = np.r_[True, run[1:] != run[:-1]]
@@ -502,9 +508,7 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
                 if np.array_equal(full.coords[kept_rows], coords[kept_rows]):
                     coords = full.coords
                 else:  # after every kept core, in the Morton order of the chips
-                    used = coords[kept_rows]
-                    code = (used[:, 0] + (used[:, 1] << spec.chip_x_bits)) * spec.cores_per_chip + \
-                        _morton(used[:, 2], used[:, 3])
+                    code = _core_codes(coords[kept_rows], spec)
                     start = int(code.max()) + 1 if len(code) else 0
                     part = place_blocks([(int(first[i + 1] - first[i]), align[order[i]]) for i in fresh], spec, start)
                     rows = np.concatenate([np.arange(first[i], first[i + 1]) for i in fresh])

@@ -113,15 +113,16 @@ def _linear_minorant(f: np.ndarray, alpha: int) -> int:
 
 
 def footprint_lb(max_a: int, out_hw: tuple[int, int], in_hw: tuple[int, int], kernel: tuple[int, int],
-                 stride: int, padding: int) -> np.ndarray:
+                 stride: int, padding: int, lines: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """phi[a], a = 0..max_a: fewest input positions the windows of any a output positions cover.
     Rows first: r rows of a_i points cover at least sum f_w(a_i) >= aw * a + bw * r positions of
     their own rows (f_w the exact line bound, aw, bw its linear minorant); those span at least
     f_w(ceil(a / r)) columns, and each column with t of them covers >= ah * t + bh rows. Columns
-    first alike; the larger of the two, minimized over the row count r."""
+    first alike; the larger of the two, minimized over the row count r. `lines`: (f_h, f_w) when
+    the caller has them."""
     (OH, OW), (H, W), (kh, kw) = out_hw, in_hw, kernel
-    fh = line_union_min(OH, H, kh, stride, padding)
-    fw = line_union_min(OW, W, kw, stride, padding)
+    fh, fw = lines if lines is not None else (line_union_min(OH, H, kh, stride, padding),
+                                              line_union_min(OW, W, kw, stride, padding))
     a = np.arange(max_a + 1)
     out = np.zeros(max_a + 1, dtype=np.int64)
     for (f1, n1, f2, n2, span2) in ((fw, OW, fh, OH, W), (fh, OH, fw, OW, H)):
@@ -272,18 +273,17 @@ class LayerDensity:
         self.g = like.g if like is not None else \
             (exact_channel_unions(sup) if n_o <= EXACT_CHANNELS else channel_union_lb(sup)) * per_element
         self.sup, self.per_element, self.kernel = sup, per_element, (kh, kw)
-        self.phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding)
         rows = line_union_min(out_hw[0], in_hw[0], kh, stride, padding)
         cols = line_union_min(out_hw[1], in_hw[1], kw, stride, padding)
+        self.phi = footprint_lb(out_hw[0] * out_hw[1], out_hw, in_hw, (kh, kw), stride, padding, (rows, cols))
         self.window = int(rows[1] * cols[1])  # the smallest window: fewest rows times fewest columns
         self.psi_cost = None  # computed when first needed
 
     def _offset_cost(self) -> np.ndarray | None:
-        """Per count of positions a, the psi part's least total (None: psi gives nothing)."""
+        """Per count of positions a, the psi part's least total (None: psi gives nothing). Asked
+        only where _with_psi holds."""
         if self.psi_cost is None:
-            n_d, n_o, _ = self.sup.shape
-            psi = offset_unions(self.sup) if self._with_psi() else [0, 0]
-            psi = np.array(psi, dtype=np.int64) * self.per_element
+            psi = np.array(offset_unions(self.sup), dtype=np.int64) * self.per_element
             psi[1] = self.g[1]  # one offset, one channel: the same quantity
             m_most = self.kernel[0] * self.kernel[1]
             if len(psi) <= 2 or m_most < 2:
@@ -331,8 +331,7 @@ class LayerDensity:
 
 
 def max_neurons(weights: np.ndarray, signed: bool, per_element: int, axons: int,
-                out_hw: tuple[int, int], in_hw: tuple[int, int], stride: int, padding: int,
-                enough: int = 0) -> int | None:
+                out_hw: tuple[int, int], in_hw: tuple[int, int], stride: int, padding: int) -> int | None:
     """An upper bound on the distinct ANN neurons of the layer one core with `axons` axons holds
     (each support element costs per_element axons), or None where the argument gives none."""
-    return LayerDensity(weights, signed, per_element, out_hw, in_hw, stride, padding).cap(axons, enough)
+    return LayerDensity(weights, signed, per_element, out_hw, in_hw, stride, padding).cap(axons)

@@ -157,15 +157,9 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
             xbar, xnnz, rel, used, axon_sign, axon_rep = hit
             return Columns(array=xbar), None, xnnz, rel + offset, axon_sign, axon_rep
     ph, pw = py1 - py0, px1 - px0
-    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
-    ox = np.tile(np.arange(x0, x1), y1 - y0)
     cg = c1 - c0
-    n_ann = len(oy) * cg
-    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
-    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
-    iy = oy[:, None] * s - p + ky[None, :]
-    ix = ox[:, None] * s - p + kx[None, :]
-    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+    n_pos, ci, iy, ix, valid = _window_reads(src, proj, region)
+    n_ann = n_pos * cg
     w = proj.weights[:, :, :, c0:c1].reshape(-1, cg)  # (K, Cg)
     live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
     p_idx, k_idx, c_idx = np.nonzero(live)
@@ -199,12 +193,28 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
     return Columns(array=xbar), None, xnnz, axon_src, axon_sign, axon_rep
 
 
+def _window_reads(src: Population, proj: Projection, region: tuple) -> tuple:
+    """The region's output positions (row-major) reading through the kernel: their count, and per
+    (position, kernel read (ky, kx, input channel)) the input channel, row and column read and
+    whether it lies in the map (else padding)."""
+    y0, y1, x0, x1 = region[:4]
+    H, W, C = src.shape
+    s, p = proj.stride, proj.padding
+    oy = np.repeat(np.arange(y0, y1), x1 - x0)
+    ox = np.tile(np.arange(x0, x1), y1 - y0)
+    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
+    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
+    iy = oy[:, None] * s - p + ky[None, :]
+    ix = ox[:, None] * s - p + kx[None, :]
+    return len(oy), ci, iy, ix, (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+
+
 def _template(src: Population, proj: Projection, region: tuple, periodic: tuple[int, int], cache: dict,
               gkey: tuple) -> tuple:
     """The cache entry of _tile_axons for a region's channel group at phase 0 of the period:
     the crossbar rows of the residues its synapses use, each source replica its own axon. The
     geometry (all channels at once) is shared by the groups of a layer."""
-    y0, y1, x0, x1, c0, c1 = region
+    c0, c1 = region[4:]
     ns = src.replicas
     geo = cache.get(("geometry", gkey))
     if geo is None:
@@ -223,18 +233,12 @@ def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[
     patch origin (phase 0): a function giving the crossbar rows, each source replica its own
     axon (axons, positions, channels); nonzero synapses (channels, positions); which residues each channel
     uses (channels, residues); each axon's source index less the patch origin's."""
-    y0, y1, x0, x1, _, _ = region
-    H, W, C = src.shape
+    y0, x0 = region[0], region[2]
+    _, W, C = src.shape
     s, p = proj.stride, proj.padding
     pery, perx = periodic
     py0, px0 = max(y0 * s - p, 0), max(x0 * s - p, 0)
-    oy = np.repeat(np.arange(y0, y1), x1 - x0)  # output positions, row-major
-    ox = np.tile(np.arange(x0, x1), y1 - y0)
-    ky, kx, ci = np.meshgrid(np.arange(proj.kh), np.arange(proj.kw), np.arange(C), indexing="ij")
-    ky, kx, ci = ky.ravel(), kx.ravel(), ci.ravel()
-    iy = oy[:, None] * s - p + ky[None, :]
-    ix = ox[:, None] * s - p + kx[None, :]
-    valid = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # (P, K)
+    n_pos, ci, iy, ix, valid = _window_reads(src, proj, region)
     ry, rx = iy - py0, ix - px0  # in the patch
     res = ((ry % pery) * perx + rx % perx) * C + ci[None, :]  # (P, K); a patch never exceeds the period
     n_res = pery * perx * C
@@ -243,7 +247,7 @@ def _geometry(src: Population, proj: Projection, region: tuple, periodic: tuple[
     OC = proj.weights.shape[3]
     w = proj.weights.reshape(-1, OC)  # (K, OC)
     p_idx, k_idx = np.nonzero(valid)
-    base = np.zeros((OC, len(oy), n_res), dtype=np.int8)
+    base = np.zeros((OC, n_pos, n_res), dtype=np.int8)
     base[:, p_idx, res[p_idx, k_idx]] = w[k_idx].T  # zero weights write the zeros already there
     ns = src.replicas
     xall = []  # built when a tile's crossbar is first read (the shape search only counts)
