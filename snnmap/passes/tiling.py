@@ -121,24 +121,31 @@ def _frozen(*arrays: np.ndarray) -> tuple:
     return arrays
 
 
+def _patch(src: Population, proj: Projection, region: tuple) -> tuple:
+    """A region's input patch clipped to the map: (py0, px0, py1, px1), and its geometry (size and
+    clipping on each side), which with the channels decides the crossbar up to a shift."""
+    y0, y1, x0, x1 = region[:4]
+    H, W, _ = src.shape
+    s, p = proj.stride, proj.padding
+    ty, tx, ey, ex = y0 * s - p, x0 * s - p, (y1 - 1) * s - p + proj.kh, (x1 - 1) * s - p + proj.kw
+    py0, px0, py1, px1 = max(ty, 0), max(tx, 0), min(ey, H), min(ex, W)
+    return (py0, px0, py1, px1), (y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
+
+
 def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.ndarray | None,
                 periodic: tuple[int, int] | None, cache: dict | None) -> tuple:
-    """(xbase, xrows, xnnz, axon_src, axon_sign, axon_rep) of one region (see build_tile). Tiles alike in
+    """(xsrc, xrows, xnnz, axon_src, axon_sign, axon_rep) of one region (see build_tile). Tiles alike in
     channels, size, border clipping (and, with `periodic`, phase of the period) have the same
     crossbar and axons up to a shift of the source index: `cache` keeps them, relative to the
     patch origin, and each tile only adds its own offset."""
-    y0, y1, x0, x1, c0, c1 = region
-    H, W, C = src.shape
-    s, p = proj.stride, proj.padding
-    # the tile's input patch, clipped to the map; keys are numbered inside it, then made global
-    ty, tx, ey, ex = y0 * s - p, x0 * s - p, (y1 - 1) * s - p + proj.kh, (x1 - 1) * s - p + proj.kw
-    py0, px0, py1, px1 = max(ty, 0), max(tx, 0), min(ey, H), min(ex, W)
+    c0, c1 = region[4:]
+    W, C = src.shape[1:]
+    (py0, px0, _, _), gkey = _patch(src, proj, region)
     offset = (py0 * W + px0) * C
+    cache = {} if cache is None else cache
     if periodic is not None:
         # a tile's residues are its patch's rows and columns shifted by the patch origin's
         # phase: a template (phase 0) per channel group and geometry, its rows permuted per phase
-        cache = {} if cache is None else cache
-        gkey = (y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
         phase = (py0 % periodic[0], px0 % periodic[1])
         hit = cache.get((c0, c1, gkey, phase))
         if hit is None:
@@ -149,48 +156,123 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
                 hit = cache[c0, c1, gkey, phase] = _shifted(hit, periodic, C, src.replicas, phase, cache)
         xbase, xrows, xnnz, rel, used, axon_sign, axon_rep = hit
         return xbase, xrows, xnnz, np.where(used, rel + offset, -1), axon_sign, axon_rep
-    ckey = None
-    if cache is not None and universe is None:
-        ckey = (c0, c1, y1 - y0, x1 - x0, py0 - ty, px0 - tx, ey - py1, ex - px1)
-        hit = cache.get(ckey)
-        if hit is not None:
-            xbar, xnnz, rel, used, axon_sign, axon_rep = hit
-            return Columns(array=xbar), None, xnnz, rel + offset, axon_sign, axon_rep
-    ph, pw = py1 - py0, px1 - px0
-    cg = c1 - c0
+    if universe is not None:
+        return _universe_axons(src, proj, region, universe)
+    if (c0, c1, gkey) not in cache:
+        cache.update(_compact_layouts(src, proj, region, [(c0, c1)], gkey))
+    xsrc, xnnz, rel, axon_sign = cache[c0, c1, gkey]
+    return xsrc, None, xnnz, rel + offset, axon_sign, None
+
+
+def _live_reads(src: Population, proj: Projection, region: tuple, chans: np.ndarray) -> tuple:
+    """The synapses of a region's neurons of the channels `chans`: per (position, kernel read,
+    channel) whether its weight is nonzero (and the read inside the map), each read's input
+    numbered inside the clipped patch, the weights (K, channels) and the patch width."""
+    (py0, px0, _, px1), _ = _patch(src, proj, region)
+    C = src.shape[2]
     n_pos, ci, iy, ix, valid = _window_reads(src, proj, region)
-    n_ann = n_pos * cg
-    w = proj.weights[:, :, :, c0:c1].reshape(-1, cg)  # (K, Cg)
-    live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, Cg)
-    p_idx, k_idx, c_idx = np.nonzero(live)
-    local = ((iy - py0) * pw + (ix - px0)) * C + ci[None, :]
-    key = local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)
-    if universe is None:
-        present = np.zeros(max(ph, 0) * max(pw, 0) * C * 2, dtype=bool)
-        present[key] = True
-        lkeys = np.flatnonzero(present)
+    w = proj.weights.reshape(-1, proj.weights.shape[3])[:, chans]  # (K, S)
+    live = valid[:, :, None] & (w != 0)[None, :, :]  # (P, K, S)
+    local = ((iy - py0) * (px1 - px0) + (ix - px0)) * C + ci[None, :]
+    return n_pos, live, local, w
+
+
+def _sign_counts(proj: Projection) -> np.ndarray:
+    """(2, kh, kw, c_in, OC + 1): per input of the kernel window, its +1 / -1 weights into the
+    output channels before each index (kept per projection: channel groups are differences)."""
+    memo = _axon_memo(proj)
+    if "cum" not in memo:
+        w = proj.weights
+        dt = np.int16 if w.shape[3] < np.iinfo(np.int16).max else np.int32
+        cum = np.zeros((2, *w.shape[:3], w.shape[3] + 1), dtype=dt)
+        np.cumsum(w > 0, axis=3, dtype=dt, out=cum[0, :, :, :, 1:])
+        np.cumsum(w < 0, axis=3, dtype=dt, out=cum[1, :, :, :, 1:])
+        memo["cum"] = _frozen(cum)[0]
+    return memo["cum"]
+
+
+def _channel_masks(proj: Projection, groups: list) -> np.ndarray:
+    """(G, kh, kw, c_in, 2): which inputs of a kernel window carry a +1 / -1 weight into each
+    channel group (c0, c1) of `groups`."""
+    cum = _sign_counts(proj)
+    g = np.array(groups, dtype=np.int64).reshape(-1, 2)
+    return np.ascontiguousarray(np.moveaxis(cum[..., g[:, 1]] > cum[..., g[:, 0]], (4, 0), (0, 4)))
+
+
+def _compact_layouts(src: Population, proj: Projection, region: tuple, groups: list, gkey: tuple,
+                     masks: np.ndarray | None = None, cells: int = 1 << 24) -> dict:
+    """_tile_axons' cache entries (xsrc, xnnz, axon source less the patch origin, axon sign) of
+    the channel groups `groups` (their _channel_masks, if known) at a region's geometry, the
+    groups batched (in slices of about `cells` patch entries): an axon per signed input the
+    group uses, in input order. The crossbar is built when first read (the shape search only
+    counts axons and copies)."""
+    (py0, px0, py1, px1), (th, tw, cy0, cx0, _, _) = _patch(src, proj, region)
+    W, C = src.shape[1:]
+    s, kh, kw = proj.stride, proj.kh, proj.kw
+    ph, pw = (th - 1) * s + kh, (tw - 1) * s + kw  # unclipped
+    if masks is None:
+        masks = _channel_masks(proj, groups)
+    # nonzero synapses of each (position, channel): its kernel's nonzero weights inside the map
+    dy, ky = np.arange(th)[:, None] * s, np.arange(kh)[None, :]
+    dx, kx = np.arange(tw)[:, None] * s, np.arange(kw)[None, :]
+    in_y = (dy + ky >= cy0) & (dy + ky < cy0 + py1 - py0)  # (th, kh)
+    in_x = (dx + kx >= cx0) & (dx + kx < cx0 + px1 - px0)  # (tw, kw)
+    inside = (in_y[:, None, :, None] & in_x[None, :, None, :]).reshape(th * tw, kh * kw)
+    nnz = inside.astype(np.int64) @ np.count_nonzero(proj.weights, axis=2).reshape(kh * kw, -1)  # (P, OC)
+    per = max(1, cells // (ph * pw * C * 2))
+    out = {}
+    for i in range(0, len(groups), per):
+        m = masks[i:i + per]
+        rows = np.zeros((len(m), ph, kw, C, 2), dtype=bool)
+        for y in range(th):
+            rows[:, y * s:y * s + kh] |= m
+        patch = np.zeros((len(m), ph, pw, C, 2), dtype=bool)
+        for x in range(tw):
+            patch[:, :, x * s:x * s + kw] |= rows
+        present = patch[:, cy0:cy0 + py1 - py0, cx0:cx0 + px1 - px0].reshape(len(m), -1)
+        gi, lkeys = np.nonzero(present)
+        ends = np.searchsorted(gi, np.arange(len(m) + 1))
         lpos, neg = np.divmod(lkeys, 2)
         lrc, lc = np.divmod(lpos, C)
-        ly, lx = np.divmod(lrc, pw)
+        ly, lx = np.divmod(lrc, px1 - px0)
         rel = (ly * W + lx) * C + lc
-        axon_src = rel + offset
-        axon_sign = np.where(neg == 1, -1, 1).astype(np.int8)
-        axon_of = np.cumsum(present)[key] - 1
-    else:
-        lpos, neg = np.divmod(key, 2)
-        lrc, lc = np.divmod(lpos, C)
-        ly, lx = np.divmod(lrc, pw)
-        keys, axon_of = universe, np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
-        axon_src, axon_sign = keys // 2, np.where(keys % 2 == 1, -1, 1).astype(np.int8)
-    xbar = np.zeros((len(axon_src), n_ann), dtype=np.int8)
+        sign = np.where(neg == 1, -1, 1).astype(np.int8)
+        for j, (c0, c1) in enumerate(groups[i:i + per]):
+            a, b = ends[j], ends[j + 1]
+            keys = lkeys[a:b]
+            xsrc = Columns(lambda c0=c0, c1=c1, keys=keys: _compact_xbar(src, proj, region, c0, c1, keys))
+            out[c0, c1, gkey] = (xsrc, *_frozen(nnz[:, c0:c1].ravel(), rel[a:b], sign[a:b]))
+    return out
+
+
+def _compact_xbar(src: Population, proj: Projection, region: tuple, c0: int, c1: int, keys: np.ndarray) -> np.ndarray:
+    """The crossbar (axons, positions x channels) of a channel group at a region's geometry, its
+    axons the sorted signed-input keys `keys` (patch numbering): a 1 where the axon's sign is the
+    synapse's weight."""
+    n_pos, live, local, w = _live_reads(src, proj, region, np.arange(c0, c1))
+    p_idx, k_idx, c_idx = np.nonzero(live)
+    xbar = np.zeros((len(keys), n_pos * (c1 - c0)), dtype=np.int8)
+    xbar[np.searchsorted(keys, local[p_idx, k_idx] * 2 + (w[k_idx, c_idx] < 0)), p_idx * (c1 - c0) + c_idx] = 1
+    return xbar
+
+
+def _universe_axons(src: Population, proj: Projection, region: tuple, universe: np.ndarray) -> tuple:
+    """_tile_axons for the whole-input-map baseline: every key of `universe` is an axon."""
+    c0, c1 = region[4:]
+    W, C = src.shape[1:]
+    (py0, px0, _, px1), _ = _patch(src, proj, region)
+    cg = c1 - c0
+    n_pos, live, local, w = _live_reads(src, proj, region, np.arange(c0, c1))
+    p_idx, k_idx, c_idx = np.nonzero(live)
+    lpos, neg = local[p_idx, k_idx], (w[k_idx, c_idx] < 0)
+    lrc, lc = np.divmod(lpos, C)
+    ly, lx = np.divmod(lrc, px1 - px0)
+    axon_of = np.searchsorted(universe, (((ly + py0) * W + lx + px0) * C + lc) * 2 + neg)
+    xbar = np.zeros((len(universe), n_pos * cg), dtype=np.int8)
     xbar[axon_of, p_idx * cg + c_idx] = 1
-    used, axon_rep = None, None
     xnnz = np.count_nonzero(xbar, axis=0).astype(np.int64)
-    if ckey is None:
-        _frozen(xbar, xnnz)
-    else:
-        cache[ckey] = _frozen(xbar, xnnz, rel, used, axon_sign, axon_rep)
-    return Columns(array=xbar), None, xnnz, axon_src, axon_sign, axon_rep
+    return (Columns(array=xbar), None, *_frozen(xnnz), universe // 2,
+            np.where(universe % 2 == 1, -1, 1).astype(np.int8), None)
 
 
 def _window_reads(src: Population, proj: Projection, region: tuple) -> tuple:
@@ -318,6 +400,18 @@ def build_tile(layer: str, index: int, pop: Population, src: Population, proj: P
 def _make_tiles(layer: str, pop: Population, src: Population, proj: Projection, regs: list, level: int,
                 universe, mult, periodic, cache, index0: int = 0, progress=None) -> list[Tile]:
     nsrc, thr, rep, copy, xcol, first = _neurons(pop, np.array(regs, dtype=np.int64).reshape(-1, 6), mult)
+    if periodic is None and universe is None and cache is not None:  # each geometry's groups at once
+        todo: dict[tuple, tuple] = {}
+        for region in regs:
+            gkey = _patch(src, proj, region)[1]
+            if (*region[4:], gkey) not in cache:
+                todo.setdefault(gkey, (region, {}))[1][region[4:]] = None
+        every = sorted({g for _, groups in todo.values() for g in groups})
+        if every:
+            index, masks = {g: i for i, g in enumerate(every)}, _channel_masks(proj, every)
+            for gkey, (region, groups) in todo.items():
+                cache.update(_compact_layouts(src, proj, region, list(groups), gkey,
+                                              masks[[index[g] for g in groups]]))
     tiles = []
     for t, region in enumerate(regs):
         xbase, xrows, xnnz, axon_src, axon_sign, axon_rep = _tile_axons(src, proj, region, universe, periodic,
@@ -343,35 +437,45 @@ def _axon_memo(proj: Projection) -> dict:
         return hit[1]
     for key in [k for k, (ref, _) in _MEMO.items() if ref() is None]:
         del _MEMO[key]
-    memo = {"masks": {}, "need": {}}
+    memo = {"need": {}, "bits": {}}
     _MEMO[id(proj)] = (weakref.ref(proj), memo)
     return memo
 
 
-def _group_masks(proj: Projection, cg: int) -> np.ndarray:
-    """(2, n_groups, kh, kw, c_in): which inputs of a kernel window carry a +1 / -1 weight into
-    each channel group (the signed axons one output position of the group needs)."""
-    w = proj.weights
-    oc = w.shape[3]
-    n_groups = -(-oc // cg)
-    pad = n_groups * cg - oc
-    wg = np.concatenate([w, np.zeros((*w.shape[:3], pad), w.dtype)], axis=3) if pad else w
-    wg = wg.reshape(*w.shape[:3], n_groups, cg)
-    return np.stack([np.moveaxis((wg > 0).any(axis=4), 3, 0), np.moveaxis((wg < 0).any(axis=4), 3, 0)])
-
-
-def _interior_axons(masks: np.ndarray, stride: int, th: int, tw: int) -> int:
+def _memo_need(memo: dict, proj: Projection, cg: int, th: int, tw: int, most: int) -> int:
     """Exact axon need of the worst full-size tile away from the borders (the most any tile of
-    this shape needs): the union of th x tw shifted kernel windows, per sign, max over groups."""
-    _, n_groups, kh, kw, cin = masks.shape
-    ph, pw = (th - 1) * stride + kh, (tw - 1) * stride + kw
-    rows = np.zeros((2, n_groups, ph, kw, cin), dtype=bool)
-    for dy in range(th):
-        rows[:, :, dy * stride:dy * stride + kh] |= masks
-    patch = np.zeros((2, n_groups, ph, pw, cin), dtype=bool)
-    for dx in range(tw):
-        patch[:, :, :, dx * stride:dx * stride + kw] |= rows
-    return int(patch.sum(axis=(0, 2, 3, 4)).max())
+    the shape needs): the union of its th x tw shifted kernel windows, per sign, max over the
+    channel groups of cg; 2^62 once a narrower tile needs more than `most` (the largest core's
+    axons). Kept per (cg, th) for widths 1, 2, ...: a column of windows more only changes the
+    patch's last kw columns, so the last (cg, th) searched grows by one column at a time. The
+    groups' masks are kept as bits (inputs x signs), unions are ORs and sizes popcounts."""
+    got = memo["need"].setdefault((cg, th), [])
+    st = memo.get("grow")
+    if tw > len(got) and not (got and got[-1] > most) and (st is None or st["key"] != (cg, th, len(got))):
+        bits = memo["bits"].get(cg)
+        if bits is None:
+            OC = proj.weights.shape[3]
+            masks = _channel_masks(proj, [(c, min(c + cg, OC)) for c in range(0, OC, cg)])  # (G, kh, kw, cin, 2)
+            bits = memo["bits"][cg] = np.packbits(masks.reshape(*masks.shape[:3], -1), axis=3)
+        kh, s = bits.shape[1], proj.stride
+        rows = np.zeros((len(bits), (th - 1) * s + kh, *bits.shape[2:]), dtype=np.uint8)
+        for dy in range(th):
+            rows[:, dy * s:dy * s + kh] |= bits
+        memo["grow"] = st = {"key": (cg, th, 0), "rows": rows, "tail": rows,
+                             "counts": np.zeros(len(bits), dtype=np.int64)}
+        got.clear()
+    while tw > len(got) and not (got and got[-1] > most):
+        rows, tail, counts = st["rows"], st["tail"], st["counts"]  # tail: the patch's last kw columns
+        G, kw, s = len(rows), rows.shape[2], proj.stride
+        new = np.zeros_like(rows)
+        if got and s < kw:
+            new[:, :, :kw - s] = tail[:, :, s:]
+        before = np.bitwise_count(new.reshape(G, -1)).sum(axis=1, dtype=np.int64)
+        new |= rows
+        counts += np.bitwise_count(new.reshape(G, -1)).sum(axis=1, dtype=np.int64) - before
+        got.append(int(counts.max(initial=0)))
+        st["tail"], st["key"] = new, (cg, th, len(got))
+    return got[tw - 1] if tw <= len(got) else 1 << 62
 
 
 def _fan_out_bound(proj: Projection, out_hw: tuple[int, int], th: int, tw: int, n_groups: int) -> int:
@@ -504,9 +608,6 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
             if cg > per_core:
                 continue
             n_groups = -(-OC // cg)
-            if memo is not None and cg not in memo["masks"]:
-                memo["masks"][cg] = _group_masks(proj, cg)
-            masks = memo["masks"][cg] if memo is not None else None
             for th in range(1, OH + 1):
                 if th * cg > per_core or out_of_time():
                     break
@@ -522,9 +623,7 @@ def shape_candidates(pop: Population, src: Population, proj: Projection, spec: C
                             least_fan_out = min(least_fan_out, fan_out)
                             continue
                     if spec.axon_accumulates:
-                        need = memo["need"].get((cg, th, tw))
-                        if need is None:
-                            need = memo["need"][cg, th, tw] = _interior_axons(masks, proj.stride, th, tw)
+                        need = _memo_need(memo, proj, cg, th, tw, spec.axons_at(spec.fanin_max_level))
                     else:
                         pery, perx = period(src, proj, TileShape(th, tw, cg))
                         need = pery * perx * C * ns
@@ -716,7 +815,7 @@ def axon_universe(src: Population, proj: Projection) -> np.ndarray:
     H, W, C = src.shape
     out_h = (H + 2 * proj.padding - proj.kh) // proj.stride + 1
     out_w = (W + 2 * proj.padding - proj.kw) // proj.stride + 1
-    masks = _group_masks(proj, proj.weights.shape[3])[:, 0]  # (2, kh, kw, C)
+    masks = np.moveaxis(_channel_masks(proj, [(0, proj.weights.shape[3])])[0], 3, 0)  # (2, kh, kw, C)
     ph, pw = (out_h - 1) * proj.stride + proj.kh, (out_w - 1) * proj.stride + proj.kw
     used = np.zeros((2, max(ph, H + proj.padding), max(pw, W + proj.padding), C), dtype=bool)
     s = proj.stride
