@@ -12,6 +12,7 @@ import io
 import json
 import pickle
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -229,6 +230,20 @@ def test_tl_importer_reads_every_pickle_protocol(tmp_path):
         (tmp_path / "p.npz").write_bytes(_tl_npz(TL_ARRAYS, protocol))
         m = import_tl(tmp_path / "p.npz", "4C3p1-5C3-3", 0, 1, 1 / 256, input_shape=(6, 6))
         assert np.array_equal(m.layers[0].weights, TL_ARRAYS[5].astype(np.int8))
+
+
+def test_tl_importer_names_a_signaling_nan(tmp_path):
+    """A float32 signaling NaN (fuzzing found one: widening it to float64 raised a RuntimeWarning)
+    is named as a non-finite value, with no warning."""
+    arrays = list(TL_ARRAYS)
+    cw = np.asarray(arrays[-1], dtype=np.float32).copy()
+    cw.view(np.uint32)[0, 0] = 0x7FA00000  # quiet bit clear: signaling
+    arrays[-1] = cw
+    (tmp_path / "p.npz").write_bytes(_tl_npz(arrays, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SnnmapError, match="non-finite"):
+            import_tl(tmp_path / "p.npz", "4C3p1-5C3-3", 0, 1, 1 / 256, input_shape=(6, 6))
 
 
 def test_zip_bomb_declaration_is_refused(tmp_path):

@@ -103,6 +103,8 @@ def import_tl(path, arch: str, k: int, B: int, input_scale: float,
     for i, p in enumerate(params):
         if p.dtype.kind not in "fiu":
             raise SnnmapError(f"params[{i}] has dtype {p.dtype}, expected a number type", where=where)
+    with np.errstate(invalid="ignore"):  # a signaling NaN warns when widened; named as non-finite below
+        params = [p.astype(np.float64) for p in params]
     c_in = None
     layers = []
     for li, tok in enumerate(convs):
@@ -118,30 +120,29 @@ def import_tl(path, arch: str, k: int, B: int, input_scale: float,
             if params[base + j].shape != (tok.channels,):
                 raise SnnmapError(f"params[{base + j}] ({lname} batch norm) has shape "
                                   f"{params[base + j].shape}, expected ({tok.channels},)", where=where)
-        w64 = w.astype(np.float64)
         if li > 0:
-            bad = ~np.isin(w64, (-1.0, 0.0, 1.0))
+            bad = ~np.isin(w, (-1.0, 0.0, 1.0))
             if bad.any():
                 idx = tuple(int(x) for x in np.argwhere(bad)[0])
-                raise SnnmapError(f"params[{base}] ({lname} kernel) value {w64[idx]} at {idx} is not "
+                raise SnnmapError(f"params[{base}] ({lname} kernel) value {w[idx]} at {idx} is not "
                                   f"ternary (-1, 0, +1)", where=where)
-            w64 = w64.astype(np.int8)
-        bn = BatchNorm(*(params[base + j].astype(np.float64) for j in range(1, 5)))
-        layers.append(Layer(name=lname, kind="conv", weights=w64, bn=bn, stride=tok.stride,
+            w = w.astype(np.int8)
+        bn = BatchNorm(*(params[base + j] for j in range(1, 5)))
+        layers.append(Layer(name=lname, kind="conv", weights=w, bn=bn, stride=tok.stride,
                             padding=tok.padding))
         c_in = tok.channels
     cw = params[5 * len(convs)]
     if cw.ndim != 2 or cw.shape[1] != classes:
         raise SnnmapError(f"params[{5 * len(convs)}] (classifier) has shape {cw.shape}, expected "
                           f"(features, {classes})", where=where)
-    bias = params[expect].astype(np.float64) if len(params) == expect + 1 else np.zeros(classes)
+    bias = params[expect] if len(params) == expect + 1 else np.zeros(classes)
     c0 = params[0].shape[2]
     if input_shape is None:
         side = infer_input_side(convs, cw.shape[0])
         input_shape = (side, side)
     model = QuantModel(input_shape=(int(input_shape[0]), int(input_shape[1]), int(c0)), k=k, B=B,
                        input_scale=input_scale, encoder=layers[0], layers=tuple(layers[1:]),
-                       classifier=Classifier(cw.astype(np.float64), bias),
+                       classifier=Classifier(cw, bias),
                        name=name or "tl-model", meta={"source": "tensorlayer", "arch": arch})
     try:
         return model.validate()
