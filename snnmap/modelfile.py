@@ -98,6 +98,10 @@ def _model_from(meta, arrays, where) -> QuantModel:
         used.add(name)
         return a
 
+    def floats(name: str, ndim: int) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a signaling NaN warns when widened; named as non-finite later
+            return arr(name, ndim).astype(np.float64)
+
     layers = []
     for i, lm in enumerate(layer_meta):
         lwhere = f"{where}, layers[{i}]"
@@ -111,14 +115,13 @@ def _model_from(meta, arrays, where) -> QuantModel:
             raise SnnmapError(f"ternary weights stored as {w.dtype}, expected int8", where=lwhere)
         if i == 0 and w.dtype != np.float64:
             raise SnnmapError(f"encoder weights stored as {w.dtype}, expected float64", where=lwhere)
-        bn = BatchNorm(*(arr(f"layer{i}.bn.{p}", 1).astype(np.float64) for p in _BN),
+        bn = BatchNorm(*(floats(f"layer{i}.bn.{p}", 1) for p in _BN),
                        eps=_field(lm, "bn_eps", float, lwhere) if "bn_eps" in lm else BN_EPS)
         layers.append(Layer(name=_field(lm, "name", str, lwhere), kind=kind,
                             weights=w if i == 0 else w.astype(np.int8), bn=bn,
                             stride=_field(lm, "stride", int, lwhere),
                             padding=_field(lm, "padding", int, lwhere)))
-    clf = Classifier(weights=arr("classifier.weights", 2).astype(np.float64),
-                     bias=arr("classifier.bias", 1).astype(np.float64))
+    clf = Classifier(weights=floats("classifier.weights", 2), bias=floats("classifier.bias", 1))
     extra = set(arrays) - used
     if extra:
         raise SnnmapError(f"unexpected arrays {sorted(extra)}", where=where)

@@ -132,6 +132,27 @@ def test_model_reader(tmp_path, data):
         model.validate()  # whatever loads is a valid model
 
 
+def test_model_reader_names_a_signaling_nan(tmp_path):
+    """A float32 signaling NaN among the classifier weights of a .snnm is named as non-finite,
+    with no RuntimeWarning from widening it."""
+    _, sections = parse_container(MODEL_BYTES, MODEL_MAGIC, {MODEL_VERSION}, "x", "x")
+    out = []
+    for tag, payload in sections:
+        if tag != "META":
+            arrays = unpack_arrays(payload, "x")
+            if "classifier.weights" in arrays:
+                cw = arrays["classifier.weights"].astype(np.float32)
+                cw.view(np.uint32)[0, 0] = 0x7FA00000  # quiet bit clear: signaling
+                arrays["classifier.weights"] = cw
+                payload = pack_arrays(arrays)
+        out.append((tag.encode(), payload))
+    (tmp_path / "m.snnm").write_bytes(pack_container(MODEL_MAGIC, MODEL_VERSION, out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SnnmapError, match="non-finite"):
+            load_model(tmp_path / "m.snnm")
+
+
 @CASES
 @given(st.data())
 def test_image_reader(data):

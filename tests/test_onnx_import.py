@@ -295,3 +295,16 @@ def test_signed_quantize_linear_needs_a_lower_clip():
     b.flatten()
     b.gemm(rng.normal(size=(3, 18)))
     assert "start at -64.0, not at 0" in _err(b.model())
+
+
+def test_signaling_nan_weight_named_without_warning():
+    """A float32 signaling NaN in an initializer (widening it to float64 raised a RuntimeWarning)
+    is named like any other bad weight."""
+    import warnings
+
+    w = np.random.default_rng(0).integers(-1, 2, (4, 4, 2, 2)).astype(np.float32)
+    w.view(np.uint32)[1, 0, 0, 0] = 0x7FA00000  # quiet bit clear: signaling
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        msg = _err(small_net(dtype=np.float32, hooks={"conv_w": w}))
+    assert "node Conv 'tconv'" in msg

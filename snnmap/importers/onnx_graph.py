@@ -93,7 +93,8 @@ class _Reader:
         if a.dtype.kind not in "biuf" and not a.dtype.name.startswith(("bfloat", "float")):
             raise SnnmapError(f"{what} holds {a.dtype} values, not numbers", where=self.where)
         try:
-            return np.asarray(a, dtype=np.float64) if a.dtype.kind != "b" else a.astype(np.float64)
+            with np.errstate(invalid="ignore"):  # a signaling NaN warns when widened; named as non-finite later
+                return np.asarray(a, dtype=np.float64) if a.dtype.kind != "b" else a.astype(np.float64)
         except (TypeError, ValueError) as e:
             raise SnnmapError(f"{what} cannot be read as numbers ({e})", where=self.where) from None
 
