@@ -165,9 +165,9 @@ def _tile_axons(src: Population, proj: Projection, region: tuple, universe: np.n
 
 
 def _live_reads(src: Population, proj: Projection, region: tuple, chans: np.ndarray) -> tuple:
-    """The synapses of a region's neurons of the channels `chans`: per (position, kernel read,
-    channel) whether its weight is nonzero (and the read inside the map), each read's input
-    numbered inside the clipped patch, the weights (K, channels) and the patch width."""
+    """The synapses of a region's neurons of the channels `chans`: (positions, per (position,
+    kernel read, channel) whether its weight is nonzero and the read inside the map, each read's
+    input numbered inside the clipped patch, the weights (K, channels))."""
     (py0, px0, _, px1), _ = _patch(src, proj, region)
     C = src.shape[2]
     n_pos, ci, iy, ix, valid = _window_reads(src, proj, region)
