@@ -265,3 +265,25 @@ def test_beam_counts_the_tiles_it_cuts(model, destinations):
     assert til.shapes == shapes
     drc.check_tiles(til, spec)
     drc.check_fan_out(g, til, spec)
+
+
+def test_beam_past_its_deadline_still_tiles_every_layer():
+    """A deadline already past leaves the beam one state and each layer's first shape found;
+    the tiling is still whole and legal (copies counted) on a chip where copies arise."""
+    import time
+
+    from snnmap.deadline import Deadline
+    from snnmap.zoo import lenet
+
+    g = convert(lenet(0))
+    spec = COPIES.__class__(**{**SG64.to_dict(), "name": "sg64-4", "max_destinations": 4})  # copies in LeNet
+    from snnmap.passes import tiling
+
+    late = Deadline(1e-6)
+    time.sleep(1e-3)
+    shapes, tiles = tiling._beam_shapes(g, spec, late)
+    til = tiling.cut_tiles(g, shapes, spec)
+    assert set(til.layers) == set(chip_layers(g))
+    assert sum(len(t) for t in til.layers.values()) == tiles
+    drc.check_tiles(til, spec)
+    drc.check_fan_out(g, til, spec)

@@ -709,8 +709,10 @@ LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost
 LOOKAHEAD_TILES = 256  # on multicast chips, larger layers weigh their own best shape and LOOKAHEAD_WIDE others
 LOOKAHEAD_WIDE = 1
 # Without multicast the copies are counted without cutting (_read_counts), so the search keeps
-# BEAM partial solutions and weighs LOOKAHEAD + BEAM_WIDE shapes per layer (of other sizes too):
-# VGG-Net on sg64 took 9,463 cores with the one-step greedy, 7,798 with it weighing 12 shapes.
+# BEAM partial solutions and grows each by its LOOKAHEAD best shapes, BEAM_WIDE of other tile
+# sizes and BEAM_FRONT fewer-read ones (_fewer_reads). VGG-Net on sg64: 9,463 cores with the
+# one-step greedy (weighing 2 shapes per large layer), 7,798 with it weighing 12, 7,339 with
+# the beam; beams of 1 to 12 states and up to 16 + 8 + 16 shapes all gave 7,339.
 BEAM = 2
 BEAM_WIDE = 4
 BEAM_FRONT = 8
@@ -733,8 +735,9 @@ def _other_sizes(cands: list[tuple], first: tuple, n: int) -> list[tuple]:
 def _fewer_reads(cands: list[tuple], pop: Population, proj: Projection, n: int) -> list[tuple]:
     """Up to n candidates on the front of tiles against reads: each with more tiles than the
     one before but a lower bound on the tiles one input feeds (_fan_out_bound), so fewer copies
-    for the producer. Ranked by tiles alone these are missed: on VGG-Net on sg64, conv9's
-    1x1x6 runs (1,548 tiles) left conv8 1,872 cores where its 12 best shapes left 2,304."""
+    for the producer. Ranked by tiles alone these come late: on VGG-Net on sg64 the 6 best
+    shapes and 4 of other sizes kept conv9 at 2x2x3 (1,539 tiles, conv8 then 2,304 cores); the
+    front adds runs of 6 channels (1,548 tiles, conv8 1,872)."""
     out, least = [], 1 << 62
     for c in sorted(cands, key=lambda c: c[:4]):
         shape = c[4]
@@ -825,7 +828,8 @@ def _beam_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None) -> tu
     strict_memo: dict = {}
     copies_memo: dict = {}
 
-    def loose(name, m, mkey, keep=LOOKAHEAD * 4):  # [(tiles, ..., shape)] of any fan-out, best first; [] if none fits
+    def loose(name, m, mkey, keep=LOOKAHEAD * 4):
+        """[(tiles, ..., shape)] of any fan-out, best first; [] if the copies `m` fit no core."""
         if (name, mkey, keep) not in loose_memo:
             if keep == 1 and (name, mkey, LOOKAHEAD * 4) in loose_memo:
                 return loose_memo[name, mkey, LOOKAHEAD * 4]
@@ -834,6 +838,8 @@ def _beam_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None) -> tu
                 loose_memo[name, mkey, keep] = shape_candidates(pop, src, proj, spec, deadline, m, keep=keep,
                                                                 fan_out_limit=False)
             except DesignRuleError:
+                if m is None:  # the last layer: no copies to blame
+                    raise
                 loose_memo[name, mkey, keep] = []
         return loose_memo[name, mkey, keep]
 
