@@ -13,7 +13,7 @@ from snnmap.passes import drc
 from snnmap.passes.tiling import tile_network
 
 from randnet import networks
-from test_end_to_end import COPIES, MCAST, TINY
+from test_end_to_end import COMBINING, COPIES, MCAST, TINY
 
 
 def dense_weights(g, name):
@@ -209,7 +209,7 @@ def test_batched_layouts_equal_one_group_at_a_time(data):
         assert np.array_equal(np.count_nonzero(xbar, axis=0), both[1])
 
 
-@pytest.mark.parametrize("spec", [COPIES, SG64], ids=["copies", "sg64"])
+@pytest.mark.parametrize("spec", [COPIES, COMBINING, SG64], ids=["copies", "combining", "sg64"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=networks(), seed=st.integers(0, 1000))
 def test_read_counts_without_cutting_equal_the_cut(spec, model, seed):
