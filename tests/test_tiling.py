@@ -13,7 +13,7 @@ from snnmap.passes import drc
 from snnmap.passes.tiling import tile_network
 
 from randnet import networks
-from test_end_to_end import MCAST, TINY
+from test_end_to_end import COMBINING, COPIES, MCAST, TINY
 
 
 def dense_weights(g, name):
@@ -207,3 +207,83 @@ def test_batched_layouts_equal_one_group_at_a_time(data):
         assert np.array_equal(alone[0].get(), both[0].get())
         xbar = both[0].get()  # each column: one +1 per nonzero weight, on the axon of its input and sign
         assert np.array_equal(np.count_nonzero(xbar, axis=0), both[1])
+
+
+@pytest.mark.parametrize("spec", [COPIES, COMBINING, SG64], ids=["copies", "combining", "sg64"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks(), seed=st.integers(0, 1000))
+def test_read_counts_without_cutting_equal_the_cut(spec, model, seed):
+    """The beam search counts each input's destination words without cutting (_read_counts,
+    packed runs by _packed_regions); they must equal the words of the actual cut, for plain and
+    packed shapes, with and without fan-out copies of the layer's own neurons."""
+    from snnmap.passes import tiling
+
+    g = convert(model)
+    rng = np.random.default_rng(seed)
+    for name in chip_layers(g):
+        pop, src, proj = tiling._layer(g, name)
+        for mult in (None, rng.integers(1, 4, pop.size)):
+            try:
+                cands = tiling.shape_candidates(pop, src, proj, spec, None, mult, keep=6, fan_out_limit=False)
+            except DesignRuleError:
+                continue
+            for c in cands[:4]:
+                shape = c[4]
+                for packed in {shape.packed, True}:
+                    sh = tiling.TileShape(shape.th, shape.tw, shape.cg, shape.level, packed)
+                    try:
+                        tiles = tiling.cut_layer(name, pop, src, proj, sh, spec, mult)
+                    except DesignRuleError:
+                        continue
+                    reads = np.concatenate([t.axon_src for t in tiles])
+                    want = np.bincount(reads[reads >= 0], minlength=src.size)
+                    assert np.array_equal(tiling._read_counts(pop, src, proj, sh, spec, mult), want)
+                    if packed:
+                        per = (np.ones(pop.size, np.int64) if mult is None else mult) * pop.replicas
+                        got = tiling._packed_regions(per, pop.shape, sh.th, sh.tw, sh.cg, spec.neurons_at(sh.level))
+                        assert sorted(map(tuple, got.tolist())) == sorted(t.region for t in tiles)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=networks(), destinations=st.integers(1, 4))
+def test_beam_counts_the_tiles_it_cuts(model, destinations):
+    """On a chip with few destinations (copies on small networks), the tiles the beam search
+    accounts for its shapes, copies included, are the tiles the cut then makes, and the cut's
+    tiles and fan-out pass the design rules."""
+    from snnmap.chip.spec import ChipSpec
+    from snnmap.passes import tiling
+
+    spec = ChipSpec(**{**COPIES.to_dict(), "name": "few", "max_destinations": destinations})
+    g = convert(model)
+    try:
+        shapes, tiles = tiling._beam_shapes(g, spec, None)
+    except DesignRuleError as e:
+        assert "limit" in str(e)
+        return
+    til = tiling.cut_tiles(g, shapes, spec)
+    assert sum(len(t) for t in til.layers.values()) == tiles
+    assert til.shapes == shapes
+    drc.check_tiles(til, spec)
+    drc.check_fan_out(g, til, spec)
+
+
+def test_beam_past_its_deadline_still_tiles_every_layer():
+    """A deadline already past leaves the beam one state and each layer's first shape found;
+    the tiling is still whole and legal (copies counted) on a chip where copies arise."""
+    import time
+
+    from snnmap.deadline import Deadline
+    from snnmap.zoo import lenet
+
+    g = convert(lenet(0))
+    spec = COPIES.__class__(**{**SG64.to_dict(), "name": "sg64-4", "max_destinations": 4})  # copies in LeNet
+    from snnmap.passes import tiling
+
+    late = Deadline(1e-6)
+    time.sleep(1e-3)
+    shapes, tiles = tiling._beam_shapes(g, spec, late)
+    til = tiling.cut_tiles(g, shapes, spec)
+    assert set(til.layers) == set(chip_layers(g))
+    assert sum(len(t) for t in til.layers.values()) == tiles
+    drc.check_tiles(til, spec)
+    drc.check_fan_out(g, til, spec)

@@ -569,6 +569,36 @@ def _packed_count(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: i
         count += len(r)
 
 
+def _packed_regions(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
+                    cap: int) -> np.ndarray | None:
+    """The regions of _packed as a (T, 6) array (in another order), all bands and groups advanced
+    together as in _packed_count: the shape search counts a packed cut's reads from them."""
+    OH, OW, OC = shape_out
+    ry, rc = -(-OH // th), -(-OC // cg)
+    m = np.zeros((ry * th, OW, rc * cg), dtype=np.int64)
+    m[:OH, :, :OC] = per_neuron.reshape(OH, OW, OC)
+    w = m.reshape(ry, th, OW, rc, cg).sum(axis=(1, 4)).transpose(0, 2, 1).reshape(-1, OW)  # (bands*groups, OW)
+    cum = np.concatenate([np.zeros((len(w), 1), np.int64), np.cumsum(w, axis=1)], axis=1)
+    rows = np.arange(len(w))
+    pos = np.zeros(len(w), dtype=np.int64)
+    out = []
+    while True:
+        live = pos < OW
+        if not live.any():
+            break
+        r, p0 = rows[live], pos[live]
+        reach = (cum[r] <= (cum[r, p0] + cap)[:, None]).sum(axis=1) - 1
+        x1 = np.minimum(np.minimum(p0 + tw, OW), reach)
+        if (x1 <= p0).any():
+            return None
+        out.append(np.stack([r, p0, x1], axis=1))
+        pos[live] = x1
+    r, x0, x1 = np.concatenate(out).T
+    band, group = np.divmod(r, rc)
+    y0, c0 = band * th, group * cg
+    return np.stack([y0, np.minimum(y0 + th, OH), x0, x1, c0, np.minimum(c0 + cg, OC)], axis=1)
+
+
 def shape_candidates(pop: Population, src: Population, proj: Projection, spec: ChipSpec,
                      deadline: Deadline | None = None, mult: np.ndarray | None = None,
                      keep: int = 1, fan_out_limit: bool = True, pow2_groups: bool = True) -> list[tuple]:
@@ -676,8 +706,16 @@ def _layer(g: nx.DiGraph, name: str) -> tuple[Population, Population, Projection
 
 
 LOOKAHEAD = 6  # candidate shapes per layer weighed against the copies they cost their producer
-LOOKAHEAD_TILES = 256  # larger layers weigh their own best shape and LOOKAHEAD_WIDE others
+LOOKAHEAD_TILES = 256  # on multicast chips, larger layers weigh their own best shape and LOOKAHEAD_WIDE others
 LOOKAHEAD_WIDE = 1
+# Without multicast the copies are counted without cutting (_read_counts), so the search keeps
+# BEAM partial solutions and grows each by its LOOKAHEAD best shapes, BEAM_WIDE of other tile
+# sizes and BEAM_FRONT fewer-read ones (_fewer_reads). VGG-Net on sg64: 9,463 cores with the
+# one-step greedy (weighing 2 shapes per large layer), 7,798 with it weighing 12, 7,339 with
+# the beam; beams of 1 to 12 states and up to 16 + 8 + 16 shapes all gave 7,339.
+BEAM = 2
+BEAM_WIDE = 4
+BEAM_FRONT = 8
 
 
 def _other_sizes(cands: list[tuple], first: tuple, n: int) -> list[tuple]:
@@ -694,15 +732,185 @@ def _other_sizes(cands: list[tuple], first: tuple, n: int) -> list[tuple]:
     return out[:n]
 
 
+def _fewer_reads(cands: list[tuple], pop: Population, proj: Projection, n: int) -> list[tuple]:
+    """Up to n candidates on the front of tiles against reads: each with more tiles than the
+    one before but a lower bound on the tiles one input feeds (_fan_out_bound), so fewer copies
+    for the producer. Ranked by tiles alone these come late: on VGG-Net on sg64 the 6 best
+    shapes and 4 of other sizes kept conv9 at 2x2x3 (1,539 tiles, conv8 then 2,304 cores); the
+    front adds runs of 6 channels (1,548 tiles, conv8 1,872)."""
+    out, least = [], 1 << 62
+    for c in sorted(cands, key=lambda c: c[:4]):
+        shape = c[4]
+        reads = _fan_out_bound(proj, pop.shape[:2], shape.th, shape.tw, -(-pop.shape[2] // shape.cg))
+        if reads < least:
+            least = reads
+            out.append(c)
+    return out[1:n + 1]
+
+
+def _read_counts(pop: Population, src: Population, proj: Projection, shape: TileShape, spec: ChipSpec,
+                 mult: np.ndarray | None = None) -> np.ndarray:
+    """Destination words each source ANN neuron needs from a cut of this shape on a chip whose
+    axons add events (what fanout.copies_needed counts from the cut tiles), without cutting:
+    per tile size, each channel group's signed inputs under its windows (a stamp), the stamps
+    of the groups at one position summed, then laid on the input map and clipped to it."""
+    if shape.packed:
+        per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
+        regs = _packed_regions(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
+        if regs is None:
+            raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels with "
+                                  f"its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
+                                  f" / 2^{shape.level}")
+    else:
+        regs = np.array(regions(pop, shape, spec, mult), dtype=np.int64).reshape(-1, 6)
+    H, W, C = src.shape
+    s, p, kh, kw = proj.stride, proj.padding, proj.kh, proj.kw
+    groups, g_of = np.unique(regs[:, 4], return_inverse=True)  # first channels: groups are (c, c + cg)
+    memo = _axon_memo(proj).setdefault("group masks", {})  # groups are (c, c + cg) but the last
+    if shape.cg not in memo:
+        OC = pop.shape[2]
+        memo[shape.cg] = _channel_masks(proj, [(c, min(c + shape.cg, OC)) for c in range(0, OC, shape.cg)])
+    masks = memo[shape.cg][groups // shape.cg]  # (G, kh, kw, C, 2)
+    hh, ww = regs[:, 1] - regs[:, 0], regs[:, 3] - regs[:, 2]
+    ph, pw = (int(hh.max()) - 1) * s + kh, (int(ww.max()) - 1) * s + kw
+    canvas = np.zeros((max(int(regs[:, 0].max()) * s + ph, p + H), max(int(regs[:, 2].max()) * s + pw, p + W), C),
+                      dtype=np.float32)  # padded map; sums of small integers, exact in float32
+    OW = pop.shape[1] + 1
+    sizes, size_of = np.unique(hh * OW + ww, return_inverse=True)
+    for k, (th, tw) in enumerate(zip(*np.divmod(sizes, OW))):
+        th, tw = int(th), int(tw)
+        sel = np.flatnonzero(size_of == k)
+        gs, gl = np.unique(g_of[sel], return_inverse=True)
+        m = masks[gs]
+        rows = np.zeros((len(gs), (th - 1) * s + kh, kw, C, 2), dtype=bool)
+        for y in range(th):
+            rows[:, y * s:y * s + kh] |= m
+        patch = np.zeros((len(gs), rows.shape[1], (tw - 1) * s + kw, C, 2), dtype=bool)
+        for x in range(tw):
+            patch[:, :, x * s:x * s + kw] |= rows
+        signs = patch.view(np.uint8)
+        stamp = (signs[..., 0] + signs[..., 1]).reshape(len(gs), -1).astype(np.float32)
+        where, at = np.unique(regs[sel, 0] * OW + regs[sel, 2], return_inverse=True)
+        count = np.zeros((len(where), len(gs)), dtype=np.float32)  # tiles of each group at each position
+        np.add.at(count, (at, gl), 1)
+        stamps = (count @ stamp).reshape(len(where), *patch.shape[1:4])
+        for (y0, x0), st in zip(zip(*np.divmod(where, OW)), stamps):
+            canvas[y0 * s:y0 * s + st.shape[0], x0 * s:x0 * s + st.shape[1]] += st
+    return np.rint(canvas[p:p + H, p:p + W]).astype(np.int64).reshape(-1)
+
+
+def _producer_copies(name: str, pop: Population, src: Population, proj: Projection, shape: TileShape,
+                     spec: ChipSpec, mult: np.ndarray | None) -> np.ndarray:
+    """Fan-out copies of the producer's neurons that a cut of this shape needs (no multicast)."""
+    from snnmap.passes.fanout import _copies, copies_needed
+
+    if spec.axon_accumulates:
+        return _copies(_read_counts(pop, src, proj, shape, spec, mult), spec)
+    return copies_needed(src, cut_layer(name, pop, src, proj, shape, spec, mult), spec)
+
+
+def _copies_key(m: np.ndarray | None):
+    return None if m is None or bool((m == 1).all()) else m.tobytes()
+
+
+def _beam_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None) -> tuple[dict[str, TileShape], int]:
+    """choose_shapes on a chip without multicast: a beam search over the chain of layers, last
+    to first. A state is the shapes chosen for the layers below, their tiles and the copies they
+    leave the next layer's neurons; each is grown by that layer's candidate shapes (its best
+    few of any fan-out, others of other tile sizes, and its best within the destination limit,
+    which leaves its producer no copies), and the BEAM best are kept by their tiles plus the
+    fewest tiles the producer can then have. Copies cascade: a shape with more tiles may leave
+    its producer far fewer copies, and that one fewer for its own. States leaving the same
+    copies keep the one with fewer tiles. When the deadline passes, one state and its best
+    shapes on. Returns the shapes and their tiles (copies counted)."""
+    order = chip_layers(g)
+    loose_memo: dict = {}
+    strict_memo: dict = {}
+    copies_memo: dict = {}
+
+    def loose(name, m, mkey, keep=LOOKAHEAD * 4):
+        """[(tiles, ..., shape)] of any fan-out, best first; [] if the copies `m` fit no core."""
+        if (name, mkey, keep) not in loose_memo:
+            if keep == 1 and (name, mkey, LOOKAHEAD * 4) in loose_memo:
+                return loose_memo[name, mkey, LOOKAHEAD * 4]
+            pop, src, proj = _layer(g, name)
+            try:
+                loose_memo[name, mkey, keep] = shape_candidates(pop, src, proj, spec, deadline, m, keep=keep,
+                                                                fan_out_limit=False)
+            except DesignRuleError:
+                if m is None:  # the last layer: no copies to blame
+                    raise
+                loose_memo[name, mkey, keep] = []
+        return loose_memo[name, mkey, keep]
+
+    def strict(name, m, mkey):  # the best shape within the destination limit, or None
+        if (name, mkey) not in strict_memo:
+            pop, src, proj = _layer(g, name)
+            try:
+                strict_memo[name, mkey] = shape_candidates(pop, src, proj, spec, deadline, m)[0]
+            except DesignRuleError as e:
+                if "max_destinations" not in str(e):
+                    raise
+                strict_memo[name, mkey] = None
+        return strict_memo[name, mkey]
+
+    beam = [(0, {}, None, None)]  # (tiles so far, shapes, copies of the next layer's neurons, their key)
+    for i in range(len(order) - 1, -1, -1):
+        name = order[i]
+        pop, src, proj = _layer(g, name)
+        late = deadline is not None and deadline.expired()
+        children: dict = {}
+        for done, shapes, m, mkey in beam[:1] if late else beam:
+            found = loose(name, m, mkey)
+            if not found:
+                continue
+            if not src.on_chip:
+                tiles, shape = found[0][0], found[0][4]
+                children.setdefault(("end", len(children)), (done + tiles, done + tiles, {**shapes, name: shape}, None, None))
+                continue
+            cands = found[:1] if late else [strict(name, m, mkey)] + found[:LOOKAHEAD] + \
+                _other_sizes(found, found[0], BEAM_WIDE) + _fewer_reads(found, pop, proj, BEAM_FRONT)
+            seen = set()
+            for c in cands:
+                if c is None or c[4] in seen:
+                    continue
+                seen.add(c[4])
+                if children and deadline is not None and deadline.expired():
+                    break
+                tiles, shape = c[0], c[4]
+                ck = (name, shape, mkey)
+                if ck not in copies_memo:
+                    copies_memo[ck] = _producer_copies(name, pop, src, proj, shape, spec, m)
+                pm = copies_memo[ck]
+                pkey = _copies_key(pm)
+                ahead = loose(order[i - 1], pm, pkey, keep=1)  # the fewest tiles it can have
+                if not ahead:
+                    continue  # the producer cannot hold these copies
+                score = done + tiles + ahead[0][0]
+                old = children.get(pkey)
+                if old is None or (score, done + tiles) < old[:2]:
+                    children[pkey] = (score, done + tiles, {**shapes, name: shape}, pm, pkey)
+        if not children:
+            raise DesignRuleError(f"layer {name!r}: every tile shape gives the neurons of layer {src.name!r} more "
+                                  f"fan-out copies than a core of that layer holds (limits max_destinations="
+                                  f"{spec.max_destinations}, neurons_per_core={spec.neurons_per_core})")
+        kept = sorted(children.values(), key=lambda c: c[:2])[:1 if late else BEAM]
+        beam = [(done, shapes, pm, pkey) for _, done, shapes, pm, pkey in kept]
+    return beam[0][1], beam[0][0]
+
+
 def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = None,
                   cuts_made: dict | None = None) -> dict[str, TileShape]:
     """The searching half of tiling: a shape per on-chip layer, within the deadline. Layers are
     chosen last to first, since a layer's tiling decides how many fan-out copies its producer's
-    neurons need. Where copies arise (multicast blocks, or destinations over the limit), a few
-    candidate shapes are each cut and weighed with the cores their producer then needs; the cut
-    of the chosen one goes into `cuts_made` (layer -> shape, copies, tiles, fan-out), for cut_tiles."""
-    from snnmap.passes.fanout import copies_needed, fan_out  # fanout imports this module
+    neurons need. Without multicast, a beam search that counts copies without cutting
+    (_beam_shapes). With multicast, where copies arise a few candidate shapes are each cut and
+    weighed with the cores their producer then needs; the cut of the chosen one goes into
+    `cuts_made` (layer -> shape, copies, tiles, fan-out), for cut_tiles."""
+    from snnmap.passes.fanout import fan_out  # fanout imports this module
 
+    if not spec.multicast:
+        return _beam_shapes(g, spec, deadline)[0]
     order = chip_layers(g)
     shapes: dict[str, TileShape] = {}
     mult: dict[str, np.ndarray] = {}
@@ -713,17 +921,6 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         if not src.on_chip:
             shapes[name] = choose_shape(pop, src, proj, spec, deadline, m)
             continue
-        if not spec.multicast:
-            try:  # within the destination limit the producer needs no copies: take the best shape
-                shape = shape_candidates(pop, src, proj, spec, deadline, m)[0][4]
-                if not shape.packed:
-                    shapes[name] = shape
-                    continue
-                # packed runs need not be tw wide nor tw-aligned, so the destination bound does
-                # not hold for them: weigh the candidates by their actual cut, as below
-            except DesignRuleError as e:
-                if "max_destinations" not in str(e):
-                    raise
         cands = shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD, fan_out_limit=False)
         if cands[0][0] > LOOKAHEAD_TILES:  # cutting several candidates of a layer this large costs too much
             cands = cands[:1] + _other_sizes(shape_candidates(pop, src, proj, spec, deadline, m, keep=LOOKAHEAD * 8,
@@ -731,26 +928,20 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         ppop, psrc, pproj = _layer(g, order[i - 1])
         best = None
         cuts = {}
-        # first only shapes whose copies leave the producer a shape within its own destination
-        # limit (else copies cascade upstream); then any shape the producer can hold at all
-        for strict in ((True, False) if not spec.multicast else (False,)):
-            for tiles, *_, shape in cands:
-                if best is not None and deadline is not None and deadline.expired():
-                    break
-                if shape not in cuts:  # without multicast the copies alone; the chosen one's fan-out below
-                    tl = cut_layer(name, pop, src, proj, shape, spec, m)
-                    fo = fan_out(src, tl, spec) if spec.multicast else None
-                    cuts[shape] = (tl, fo, fo.mult if fo is not None else copies_needed(src, tl, spec))
-                pm = cuts[shape][2]
-                try:
-                    ptiles = (shape_candidates(ppop, psrc, pproj, spec, deadline, pm)[0][0] if strict
-                              else best_shape(ppop, psrc, pproj, spec, deadline, pm)[0])
-                except DesignRuleError:
-                    continue
-                if best is None or tiles + ptiles < best[0]:
-                    best = (tiles + ptiles, shape, pm)
-            if best is not None:
+        for tiles, *_, shape in cands:
+            if best is not None and deadline is not None and deadline.expired():
                 break
+            if shape not in cuts:
+                tl = cut_layer(name, pop, src, proj, shape, spec, m)
+                fo = fan_out(src, tl, spec)
+                cuts[shape] = (tl, fo, fo.mult)
+            pm = cuts[shape][2]
+            try:
+                ptiles = best_shape(ppop, psrc, pproj, spec, deadline, pm)[0]
+            except DesignRuleError:
+                continue
+            if best is None or tiles + ptiles < best[0]:
+                best = (tiles + ptiles, shape, pm)
         if best is None:
             raise DesignRuleError(f"layer {name!r}: every tile shape gives the neurons of layer {src.name!r} more "
                                   f"fan-out copies than a core of that layer holds (limits max_destinations="
@@ -759,7 +950,7 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         mult[src.name] = best[2]
         if cuts_made is not None:
             tl, fo, _ = cuts[best[1]]
-            cuts_made[name] = (best[1], m, tl, fo if fo is not None else fan_out(src, tl, spec))
+            cuts_made[name] = (best[1], m, tl, fo)
     return shapes
 
 
