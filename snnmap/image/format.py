@@ -29,7 +29,9 @@ class CoreImage:
     tile: int
     axon_sign: np.ndarray  # int8 (A,)
     thresholds: np.ndarray  # int32 (Nn,)
-    crossbar: np.ndarray  # int8 (A, Nn): synapse weight in {-1, 0, 1}, times the axon's sign
+    # the crossbar, factored: replicas and fan-out copies of an ANN neuron share a column
+    xbar: np.ndarray  # int8 (A, D): columns, synapse weight in {-1, 0, 1} times the axon's sign
+    xcol: np.ndarray  # int (Nn,): the column of xbar each neuron uses
     dest_ptr: np.ndarray  # uint32 (Nn + 1,)
     dest: np.ndarray  # uint64
     stage: int = 0  # staged images: the configuration this core belongs to (passes/stages.py)
@@ -41,6 +43,42 @@ class CoreImage:
     @property
     def neurons(self) -> int:
         return int(self.thresholds.shape[0])
+
+    @property
+    def crossbar(self) -> np.ndarray:
+        """int8 (A, Nn), expanded on demand (a fresh array): for the few callers that need it dense."""
+        return self.xbar[:, np.asarray(self.xcol, dtype=np.int64)]
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """(columns (A, D), ids (Nn,)): see distinct_columns."""
+        return distinct_columns(self.xbar, self.xcol)
+
+    def axon_synapses(self) -> np.ndarray:
+        """int64 (A,): synapses on each axon, counted from the columns times the neurons using each."""
+        uses = np.bincount(np.asarray(self.xcol, dtype=np.int64), minlength=self.xbar.shape[1])
+        return (self.xbar != 0).astype(np.int64) @ uses
+
+
+def distinct_columns(xbar: np.ndarray, xcol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The crossbar's distinct columns, numbered by the first neuron that uses each, and each
+    neuron's number: one form per crossbar (what a CORE section stores), whatever factoring the
+    caller holds, found over the columns alone (A x D, not A x Nn)."""
+    xcol = np.asarray(xcol, dtype=np.int64)
+    if len(xcol) == 0:
+        return np.zeros((xbar.shape[0], 0), dtype=np.int8), np.zeros(0, dtype=np.int64)
+    xt = xbar.T
+    same = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))  # equal columns
+    _, first, inv = np.unique(same[xcol], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first))
+    ids = rank[inv.ravel()]
+    return np.ascontiguousarray(xbar[:, xcol[first[order]]], dtype=np.int8), ids
+
+
+def factor_crossbar(crossbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xbar, xcol) of a dense (A, Nn) crossbar, for readers of formats that store it dense."""
+    return distinct_columns(crossbar, np.arange(crossbar.shape[1]))
 
 
 @dataclass
@@ -109,11 +147,9 @@ def core_payload(c: CoreImage, spec: ChipSpec, staged: bool = False) -> bytes:
     hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons] + ([c.stage] if staged else []),
                    dtype=np.int64)
     signed = spec.weight_bits >= 2
-    if not signed and (c.crossbar < 0).any():
+    cols, ids = c.distinct()
+    if not signed and (cols < 0).any():
         raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
-    xt = np.concatenate([c.crossbar.T != 0, c.crossbar.T < 0], axis=1) if signed else c.crossbar.T != 0
-    cols = row_ids(np.packbits(xt, axis=1)) if c.neurons else np.zeros(0, np.int64)
-    col_first = first_index(cols)
     # replicas share their destination list: store each distinct list once
     lists = csr_ids(c.dest_ptr, c.dest)
     first = first_index(lists)
@@ -127,9 +163,9 @@ def core_payload(c: CoreImage, spec: ChipSpec, staged: bool = False) -> bytes:
         "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
         "thr": c.thresholds.astype(np.int32),
         # replicas share their crossbar column: store each distinct column once
-        "xcol": cols.astype(np.uint32),
-        "xbar": np.packbits(c.crossbar.T[col_first].ravel() != 0, bitorder="little"),
-        **({"xneg": np.packbits(c.crossbar.T[col_first].ravel() < 0, bitorder="little")} if signed else {}),
+        "xcol": ids.astype(np.uint32),
+        "xbar": np.packbits(cols.T.ravel() != 0, bitorder="little"),
+        **({"xneg": np.packbits(cols.T.ravel() < 0, bitorder="little")} if signed else {}),
         "dlist": lists.astype(np.uint32),
         "dptr": lptr.astype(np.uint32),
         "dest": c.dest[take].astype(np.uint64),
@@ -348,9 +384,9 @@ def _from_sections(sections, where: str) -> ChipImage:
             if (neg_syn > distinct).any():
                 raise _bad("xneg marks a synapse that xbar leaves out", cw_)
             distinct = distinct - 2 * neg_syn.astype(np.int8)
-        cross = np.ascontiguousarray(distinct[xcol.astype(np.int64)].T)
         by_coord[stage, coord] = ci
-        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest, stage))
+        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, distinct.T, xcol.astype(np.int64), dptr,
+                               dest, stage))
 
     features = cw.shape[0]
     if n_stages == 1:

@@ -26,7 +26,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
-from snnmap.rows import csr_ids, first_index, row_ids
+from snnmap.rows import csr_ids
 from snnmap.sim import staged
 from snnmap.sim.blas import single_threaded_blas
 
@@ -140,10 +140,9 @@ def _route_lengths(spec, src: tuple[int, int, int, int], words: np.ndarray, ptr:
 
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    xt = c.crossbar.T  # synapses in {-1, 0, 1} (negative only on chips with signed synapses)
-    column = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))
-    first_of = first_index(column)
-    uniq = xt[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
+    cols, column = c.distinct()  # synapses in {-1, 0, 1} (negative only on chips with signed synapses)
+    n_cols = cols.shape[1]
+    uniq = cols.T.astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
     ptr = c.dest_ptr.astype(np.int64)
     counts = np.diff(ptr)
     group = csr_ids(ptr, c.dest, prefix=column)
@@ -158,10 +157,10 @@ def _core_plan(c, spec) -> _CorePlan:
     sizes = np.diff(np.r_[starts, len(order)])
     uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
         np.array_equal(order, np.arange(len(order))) else 0
-    shared = bool(uniform) and len(first_of) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    shared = bool(uniform) and n_cols == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
     hop_sums, max_hops = _route_lengths(spec, c.coord, g_dest, g_ptr)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
-                     g_ptr, g_dest.astype(np.uint64), np.count_nonzero(c.crossbar, axis=1).astype(np.float32),
+                     g_ptr, g_dest.astype(np.uint64), c.axon_synapses().astype(np.float32),
                      np.diff(g_ptr).astype(np.float32), hop_sums, max_hops, c.neurons)
 
 
