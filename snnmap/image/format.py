@@ -389,16 +389,17 @@ def _from_sections(sections, where: str) -> ChipImage:
                                dest, stage))
 
     features = cw.shape[0]
+    table = _CoreTable(spec, cores, n_stages)
     if n_stages == 1:
-        _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
+        _check_destinations(spec, host_dest, 0, table, ticks, features, f"{where}, HOST")
     else:
         if set(range(n_stages)) - {c.stage for c in cores}:
             raise _bad(f"a stage of 0..{n_stages - 1} configures no core", where)
         for s in np.unique(host_stage):
-            _check_destinations(spec, host_dest[host_stage == s], 0, cores, by_coord, ticks, features,
+            _check_destinations(spec, host_dest[host_stage == s], 0, table, ticks, features,
                                 f"{where}, HOST (stage {s})", int(s))
     for ci, c in enumerate(cores):
-        _check_destinations(spec, c.dest, c.tick, cores, by_coord, ticks, features, f"{where}, CORE #{ci}",
+        _check_destinations(spec, c.dest, c.tick, table, ticks, features, f"{where}, CORE #{ci}",
                             c.stage, relay)
     if relay is None:
         return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
@@ -413,7 +414,7 @@ def _from_sections(sections, where: str) -> ChipImage:
     key = relay["tick"][owner] * n_stages + relay_stage
     for kk in np.unique(key):
         t, s = divmod(int(kk), n_stages)
-        _check_destinations(spec, relay_dest[key == kk], t, cores, by_coord, ticks, features,
+        _check_destinations(spec, relay_dest[key == kk], t, table, ticks, features,
                             f"{where}, HOST relay (stage {s})", s)
     return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
                      cores, info, n_stages, host_stage, relay_ptr, relay_dest, relay_stage)
@@ -429,7 +430,30 @@ def _check_csr(ptr: np.ndarray, dest: np.ndarray, n: int, max_dest: int, where: 
         raise _bad(f"a source has {int(d.max())} destinations, over max_destinations={max_dest}", where)
 
 
-def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, where, stage=0, relay=None) -> None:
+class _CoreTable:
+    """The configured cores by (core address, stage), sorted, for looking up every destination at once."""
+
+    def __init__(self, spec: ChipSpec, cores: list[CoreImage], n_stages: int):
+        self.n_stages = n_stages
+        if cores:
+            cx, cy, x, y = (np.array([c.coord[i] for c in cores], dtype=np.int64) for i in range(4))
+            addr = (address.encode(spec, cx, cy, x, y, 0) >> np.uint64(address.core_shift(spec))).astype(np.int64)
+            key = addr * n_stages + np.array([c.stage for c in cores], dtype=np.int64)
+        else:
+            key = np.zeros(0, dtype=np.int64)
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        self.tick = np.array([c.tick for c in cores], dtype=np.int64)[order]
+        self.axons = np.array([c.axons for c in cores], dtype=np.int64)[order]
+
+    def find(self, addr: np.ndarray, stage: int) -> tuple[np.ndarray, np.ndarray]:
+        """(found, position) of each core address in the given stage."""
+        q = addr * self.n_stages + stage
+        pos = np.minimum(np.searchsorted(self.key, q), max(len(self.key) - 1, 0))
+        return (self.key[pos] == q) if len(self.key) else np.zeros(len(q), bool), pos
+
+
+def _check_destinations(spec, words, tick, table, ticks, features, where, stage=0, relay=None) -> None:
     """Words sent at `tick` from `stage`; relay (staged images) records which slots the host
     buffer words fill."""
     if words.size == 0:
@@ -471,14 +495,14 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
         raise _bad(f"a destination's axon field is >= axons_per_core={spec.axons_per_core}", where)
     core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
     uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
-    limit = np.zeros(len(uniq), dtype=np.int64)
-    for u, f in enumerate(first):
+    found, pos = table.find(uniq, stage)
+    late = found & (table.tick[pos] != tick + 1)
+    if not found.all() or late.any():  # the first such core in address order, as its words name it
+        u = int(np.flatnonzero(~found | late)[0])
+        f = first[u]
         key = (int(cx[f]), int(cy[f]), int(x[f]), int(y[f]))
-        ci = by_coord.get((stage, key))
-        if ci is None:
+        if not found[u]:
             raise _bad(f"a destination names core {key}, which the image does not configure", where)
-        if cores[ci].tick != tick + 1:
-            raise _bad(f"a destination core {key} runs at tick {cores[ci].tick}, not {tick + 1}", where)
-        limit[u] = cores[ci].axons
-    if (low >= limit[inv]).any():
+        raise _bad(f"a destination core {key} runs at tick {int(table.tick[pos[u]])}, not {tick + 1}", where)
+    if (low >= table.axons[pos][inv]).any():
         raise _bad("a destination axon is beyond its core's configured axons", where)
