@@ -108,6 +108,18 @@ def host_words(features: np.ndarray) -> np.ndarray:
     return (HOST_FLAG | np.asarray(features, np.uint64)).astype(np.uint64)
 
 
+def low_field(spec: ChipSpec, words: np.ndarray) -> np.ndarray:
+    """decode's last field alone (logical axon, or feature index of a host word), without the others."""
+    w = np.asarray(words, np.uint64)
+    sb = _shifts(spec)[4]
+    axon = ((w >> np.uint64(sb)) & np.uint64((1 << spec.bank_bits) - 1)).astype(np.int64) * spec.axons_per_core
+    axon += (w & np.uint64((1 << spec.axon_bits) - 1)).astype(np.int64)
+    host = (w & HOST_FLAG) != 0
+    if host.any():
+        axon[host] = (w[host] & np.uint64((1 << 63) - 1)).astype(np.int64)
+    return axon
+
+
 def decode(spec: ChipSpec, words: np.ndarray) -> tuple[np.ndarray, ...]:
     """-> (is_host, chip_x, chip_y, core_x, core_y, logical axon or feature index)."""
     w = np.asarray(words, np.uint64)

@@ -51,14 +51,23 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
     if spec.multicast and not host:  # a masked word reaches a block of cores: one entry per core
         idx, words = address.expand(spec, words)
         src = src[idx]
-    is_host, *_, low = address.decode(spec, words)
+        del idx
+    low = address.low_field(spec, words)
     if host:
         dst = np.zeros(len(words), dtype=np.int64)
     else:
+        # destination cores by a sorted table (the words run to tens of millions on VGG: no sort of them)
+        keys = np.array(sorted(key_to_dst), dtype=np.int64)
         ckey = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
-        uniq, inv = np.unique(ckey, return_inverse=True)
-        dst = np.array([key_to_dst[int(u)] for u in uniq], dtype=np.int64)[inv] if len(uniq) else ckey
-    order = np.lexsort((low, dst))
+        at = np.searchsorted(keys, ckey)
+        if len(ckey) and (at.max() >= len(keys) or not np.array_equal(keys[at], ckey)):
+            raise SnnmapError("a destination names a core that the image does not configure", where="image")
+        dst = np.array([key_to_dst[int(k)] for k in keys], dtype=np.int64)[at]
+        del ckey, at
+    del words
+    # by destination, then axon (one stable sort of a combined key, as lexsort((low, dst)) orders them)
+    span = int(low.max(initial=0)) + 1
+    order = np.argsort(dst * span + low, kind="stable")
     src, dst, low = src[order], dst[order], low[order]
     bounds = np.searchsorted(dst, np.arange(n_dst + 1))
     plans = []
