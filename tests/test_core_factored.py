@@ -5,16 +5,20 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from randnet import networks
 
 from snnmap.chip.spec import PAICORE2, SG64, ChipSpec
 from snnmap.errors import DesignRuleError
 from snnmap.image import image_to_bytes, parse_image
-from snnmap.image.format import CoreImage, core_payload, distinct_columns, factor_crossbar
+from snnmap.image.format import (
+    CoreImage,
+    core_payload,
+    distinct_columns,
+    factor_crossbar,
+)
 from snnmap.io.arrays import pack_arrays, unpack_arrays
 from snnmap.pipeline import compile_model
 from snnmap.sim.simulator import _core_plan
-
-from randnet import networks
 
 MCAST = ChipSpec(**{**PAICORE2.to_dict(), "name": "mcast", "mesh_w": 4, "mesh_h": 4, "core_x_bits": 2,
                     "core_y_bits": 2, "axons_per_core": 96, "neurons_per_core": 32, "fanin_max_level": 2,
