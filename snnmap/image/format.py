@@ -66,7 +66,7 @@ def distinct_columns(xbar: np.ndarray, xcol: np.ndarray) -> tuple[np.ndarray, np
     xcol = np.asarray(xcol, dtype=np.int64)
     if len(xcol) == 0:
         return np.zeros((xbar.shape[0], 0), dtype=np.int8), np.zeros(0, dtype=np.int64)
-    xt = xbar.T
+    xt = np.ascontiguousarray(xbar.T)  # a column per row: the comparisons below run along memory
     same = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))  # equal columns
     _, first, inv = np.unique(same[xcol], return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
