@@ -5,8 +5,9 @@ per ANN neuron against the independent reference on a few random inputs.
 
 Prints the cores, chips and compile time with its passes, then, after simulating the image read
 back from its bytes (every core recorded), whether every ANN neuron's spike count, the
-predictions and the logits equal snnmap.reference's. Memory: the image's dense crossbars and
-the recorded spikes (about 17 GB for paicore2 at 2 inputs, `/usr/bin/time -f %M`).
+predictions and the logits equal snnmap.reference's. Memory: the simulator's routing plans and
+the recorded spikes (the image keeps its crossbars factored): 7.9 GB for paicore2 at 1 input
+(`/usr/bin/time -f %M`, 2026-11-27; 16.6 GB at 2 inputs when the image held dense crossbars).
 """
 
 from __future__ import annotations

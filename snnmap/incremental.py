@@ -558,7 +558,7 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
             for t, tile in enumerate(tiles):
                 c = CoreImage(coord=tuple(int(v) for v in coords[rows[t]]), level=tile.level, tick=i + 1, layer=i,
                               tile=tile.index, axon_sign=tile.axon_sign, thresholds=tile.thresholds.astype(np.int32),
-                              crossbar=tile.crossbar, dest_ptr=ptrs[t], dest=dests[t])
+                              xbar=tile.xbar, xcol=tile.xcol, dest_ptr=ptrs[t], dest=dests[t])
                 payloads.append(core_payload(c, spec))
             geometry, content = keys[name]
             new_layers.append(layer_record(name, geometry, content, s.shape, s.mult, align[name],
@@ -789,6 +789,14 @@ def _quality(img) -> dict:
             "spike_hops": spike_hops(img), "max_link_load": float(max(h.max(initial=0.0), v.max(initial=0.0)))}
 
 
+def _same_crossbar(a, b) -> bool:
+    """Equal crossbars, compared through their distinct columns (one form per crossbar), not dense."""
+    if a.xbar.shape[0] != b.xbar.shape[0] or len(a.xcol) != len(b.xcol):
+        return False
+    (xa, ia), (xb, ib) = a.distinct(), b.distinct()
+    return np.array_equal(ia, ib) and np.array_equal(xa, xb)
+
+
 def diff_images(old_path: str, new_path: str) -> dict:
     """Which cores changed between two images, and how: contents (axons, synapses, thresholds,
     level, layer or tile), destinations only, placement (a layer's tile on another core), added
@@ -840,7 +848,7 @@ def diff_images(old_path: str, new_path: str) -> dict:
         if coord in ca and ca[coord][:2] == (name, tile):
             o = ca[coord][2]
             same_config = (o.level, o.tick) == (c.level, c.tick) and np.array_equal(o.axon_sign, c.axon_sign) \
-                and np.array_equal(o.thresholds, c.thresholds) and np.array_equal(o.crossbar, c.crossbar)
+                and np.array_equal(o.thresholds, c.thresholds) and _same_crossbar(o, c)
             change = "destinations" if same_config else "contents"
         else:  # another tile sits here now (or the core was free)
             change = "moved" if (name, tile) in where_a else "added"

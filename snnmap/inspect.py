@@ -18,7 +18,7 @@ def _dest_text(img: ChipImage, word, tick: int) -> str:
 def disassemble(img: ChipImage, c: CoreImage, rows: int = 16, cols: int = 48) -> str:
     spec = img.spec
     lay = img.layers[c.layer]["name"]
-    syn = np.count_nonzero(c.crossbar, axis=1)
+    syn = c.axon_synapses()
     out = [f"core chip ({c.coord[0]},{c.coord[1]}) core ({c.coord[2]},{c.coord[3]})"
            + (f" of stage {c.stage}" if img.stages > 1 else "") + f": layer {lay} tile {c.tile}, "
            f"tick {c.tick}, fan-in level {c.level}; {c.axons}/{spec.axons_at(c.level)} axons, "
@@ -33,7 +33,8 @@ def disassemble(img: ChipImage, c: CoreImage, rows: int = 16, cols: int = 48) ->
         out.append(f"  {n:5d} {int(c.thresholds[n]):9d}  {shown}")
     out.append(f"crossbar (axons 0..{min(rows, c.axons) - 1} x neurons 0..{min(cols, c.neurons) - 1}; "
                f"+/- synapse on a positive/negative axon, . none)")
-    for a in range(min(rows, c.axons)):
+    shown = c.xbar[:min(rows, c.axons)][:, np.asarray(c.xcol[:min(cols, c.neurons)], dtype=np.int64)]
+    for a in range(shown.shape[0]):
         mark = "+" if c.axon_sign[a] > 0 else "-"
-        out.append("  " + "".join(mark if c.crossbar[a, n] else "." for n in range(min(cols, c.neurons))))
+        out.append("  " + "".join(mark if v else "." for v in shown[a]))
     return "\n".join(out)

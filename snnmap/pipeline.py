@@ -284,7 +284,7 @@ def assemble(model: QuantModel, g, order: list[str], tiling: Tiling, placement: 
     depth = {name: i + 1 for i, name in enumerate(order)}
     cores = [CoreImage(coord=tuple(int(v) for v in placement.coords[i]), level=t.level, tick=depth[t.layer],
                        layer=depth[t.layer] - 1, tile=t.index, axon_sign=t.axon_sign,
-                       thresholds=t.thresholds.astype(np.int32), crossbar=t.crossbar,
+                       thresholds=t.thresholds.astype(np.int32), xbar=t.xbar, xcol=t.xcol,
                        dest_ptr=routes.tile_ptr[i], dest=routes.tile_dest[i])
              for i, t in enumerate(tiles)]
     enc = model.encoder

@@ -12,7 +12,7 @@ def core_rows(img: ChipImage) -> list[dict]:
     spec = img.spec
     rows = []
     for c in img.cores:
-        syn = int(np.count_nonzero(c.crossbar))
+        syn = int(c.axon_synapses().sum())
         rows.append({
             "chip": [c.coord[0], c.coord[1]], "core": [c.coord[2], c.coord[3]],
             "layer": img.layers[c.layer]["name"], "tile": c.tile, "tick": c.tick,

@@ -76,3 +76,35 @@ def test_resealed_tampering_is_still_validated(image_bytes):
     forged[2] = (b"CORE", pack_arrays(arrays))
     with pytest.raises(SnnmapError, match="CORE #0"):
         parse_image(pack_container(MAGIC, VERSION, forged), "img")
+
+
+def test_destinations_to_missing_or_late_cores_are_named(image_bytes):
+    """Every destination word is looked up among the configured cores at once: the first wrong
+    core (in address order) is named, whether the image lacks it or runs it at another tick."""
+    from snnmap.chip import address
+    from snnmap.image.format import MAGIC, VERSION
+    from snnmap.io.arrays import pack_arrays, unpack_arrays
+    from snnmap.io.container import pack_container, parse_container
+
+    img = parse_image(image_bytes)
+    _, sections = parse_container(image_bytes, MAGIC, {VERSION}, "image", "img")
+    used = {c.coord for c in img.cores}
+    free = next((0, 0, x, y) for y in range(SG64.mesh_h) for x in range(SG64.mesh_w) if (0, 0, x, y) not in used)
+    same_tick = next(c.coord for c in img.cores if c.tick == 1)  # a tick-1 core sends to tick 2, not to tick 1
+
+    def forged(coord):
+        arrays = unpack_arrays(sections[2][1], "core")
+        d = arrays["dest"].copy()
+        d[-1] = address.encode(SG64, *coord, 0)
+        arrays["dest"] = d
+        out = [(t.encode(), p) for t, p in sections]
+        out[2] = (b"CORE", pack_arrays(arrays))
+        return pack_container(MAGIC, VERSION, out)
+
+    assert img.cores[0].tick == 1
+    with pytest.raises(SnnmapError, match=rf"CORE #0.*names core \(0, 0, {free[2]}, {free[3]}\), which the image "
+                                          "does not configure"):
+        parse_image(forged(free), "img")
+    with pytest.raises(SnnmapError, match=rf"CORE #0.*core \(0, 0, {same_tick[2]}, {same_tick[3]}\) runs at tick 1, "
+                                          "not 2"):
+        parse_image(forged(same_tick), "img")

@@ -78,20 +78,18 @@ def expand(spec: ChipSpec, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # spread each mask into the core-address bit positions it frees, then enumerate the subsets
     free = (mask_x.astype(np.uint64) << np.uint64(cx)) | (mask_y.astype(np.uint64) << np.uint64(cy))
     base = base & ~free
-    sizes = np.array([1 << bin(int(f)).count("1") for f in free], dtype=np.int64)
+    sizes = np.left_shift(1, np.bitwise_count(free).astype(np.int64))
     idx = np.repeat(np.arange(len(w)), sizes)
     k = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     out = base[idx].copy()
     fr = free[idx]
     bit = np.uint64(1)
     kk = k.astype(np.uint64)
-    for b in range(64):  # deposit the bits of k into the free positions, low to high
-        if not fr.any():
-            break
+    any_free = int(np.bitwise_or.reduce(free))
+    for b in (b for b in range(64) if any_free >> b & 1):  # deposit k's bits into the free positions, low to high
         has = (fr & np.uint64(1 << b)) != 0
         out |= np.where(has & ((kk & bit) != 0), np.uint64(1 << b), np.uint64(0))
         kk = np.where(has, kk >> bit, kk)
-        fr = fr & ~np.uint64(1 << b)
     return idx, out
 
 
@@ -108,6 +106,18 @@ def route_hops(spec: ChipSpec, src, dst) -> np.ndarray:
 
 def host_words(features: np.ndarray) -> np.ndarray:
     return (HOST_FLAG | np.asarray(features, np.uint64)).astype(np.uint64)
+
+
+def low_field(spec: ChipSpec, words: np.ndarray) -> np.ndarray:
+    """decode's last field alone (logical axon, or feature index of a host word), without the others."""
+    w = np.asarray(words, np.uint64)
+    sb = _shifts(spec)[4]
+    axon = ((w >> np.uint64(sb)) & np.uint64((1 << spec.bank_bits) - 1)).astype(np.int64) * spec.axons_per_core
+    axon += (w & np.uint64((1 << spec.axon_bits) - 1)).astype(np.int64)
+    host = (w & HOST_FLAG) != 0
+    if host.any():
+        axon[host] = (w[host] & np.uint64((1 << 63) - 1)).astype(np.int64)
+    return axon
 
 
 def decode(spec: ChipSpec, words: np.ndarray) -> tuple[np.ndarray, ...]:

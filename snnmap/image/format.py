@@ -29,7 +29,9 @@ class CoreImage:
     tile: int
     axon_sign: np.ndarray  # int8 (A,)
     thresholds: np.ndarray  # int32 (Nn,)
-    crossbar: np.ndarray  # int8 (A, Nn): synapse weight in {-1, 0, 1}, times the axon's sign
+    # the crossbar, factored: replicas and fan-out copies of an ANN neuron share a column
+    xbar: np.ndarray  # int8 (A, D): columns, synapse weight in {-1, 0, 1} times the axon's sign
+    xcol: np.ndarray  # int (Nn,): the column of xbar each neuron uses
     dest_ptr: np.ndarray  # uint32 (Nn + 1,)
     dest: np.ndarray  # uint64
     stage: int = 0  # staged images: the configuration this core belongs to (passes/stages.py)
@@ -41,6 +43,42 @@ class CoreImage:
     @property
     def neurons(self) -> int:
         return int(self.thresholds.shape[0])
+
+    @property
+    def crossbar(self) -> np.ndarray:
+        """int8 (A, Nn), expanded on demand (a fresh array): for the few callers that need it dense."""
+        return self.xbar[:, np.asarray(self.xcol, dtype=np.int64)]
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """(columns (A, D), ids (Nn,)): see distinct_columns."""
+        return distinct_columns(self.xbar, self.xcol)
+
+    def axon_synapses(self) -> np.ndarray:
+        """int64 (A,): synapses on each axon, counted from the columns times the neurons using each."""
+        uses = np.bincount(np.asarray(self.xcol, dtype=np.int64), minlength=self.xbar.shape[1])
+        return (self.xbar != 0).astype(np.int64) @ uses
+
+
+def distinct_columns(xbar: np.ndarray, xcol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The crossbar's distinct columns, numbered by the first neuron that uses each, and each
+    neuron's number: one form per crossbar (what a CORE section stores), whatever factoring the
+    caller holds, found over the columns alone (A x D, not A x Nn)."""
+    xcol = np.asarray(xcol, dtype=np.int64)
+    if len(xcol) == 0:
+        return np.zeros((xbar.shape[0], 0), dtype=np.int8), np.zeros(0, dtype=np.int64)
+    xt = np.ascontiguousarray(xbar.T)  # a column per row: the comparisons below run along memory
+    same = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))  # equal columns
+    _, first, inv = np.unique(same[xcol], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first))
+    ids = rank[inv.ravel()]
+    return np.ascontiguousarray(xbar[:, xcol[first[order]]], dtype=np.int8), ids
+
+
+def factor_crossbar(crossbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xbar, xcol) of a dense (A, Nn) crossbar, for readers of formats that store it dense."""
+    return distinct_columns(crossbar, np.arange(crossbar.shape[1]))
 
 
 @dataclass
@@ -109,11 +147,9 @@ def core_payload(c: CoreImage, spec: ChipSpec, staged: bool = False) -> bytes:
     hdr = np.array([*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons] + ([c.stage] if staged else []),
                    dtype=np.int64)
     signed = spec.weight_bits >= 2
-    if not signed and (c.crossbar < 0).any():
+    cols, ids = c.distinct()
+    if not signed and (cols < 0).any():
         raise SnnmapError(f"core {c.coord}: negative synapses on a chip with weight_bits=1")
-    xt = np.concatenate([c.crossbar.T != 0, c.crossbar.T < 0], axis=1) if signed else c.crossbar.T != 0
-    cols = row_ids(np.packbits(xt, axis=1)) if c.neurons else np.zeros(0, np.int64)
-    col_first = first_index(cols)
     # replicas share their destination list: store each distinct list once
     lists = csr_ids(c.dest_ptr, c.dest)
     first = first_index(lists)
@@ -127,9 +163,9 @@ def core_payload(c: CoreImage, spec: ChipSpec, staged: bool = False) -> bytes:
         "axon_neg": np.packbits(c.axon_sign < 0, bitorder="little"),
         "thr": c.thresholds.astype(np.int32),
         # replicas share their crossbar column: store each distinct column once
-        "xcol": cols.astype(np.uint32),
-        "xbar": np.packbits(c.crossbar.T[col_first].ravel() != 0, bitorder="little"),
-        **({"xneg": np.packbits(c.crossbar.T[col_first].ravel() < 0, bitorder="little")} if signed else {}),
+        "xcol": ids.astype(np.uint32),
+        "xbar": np.packbits(cols.T.ravel() != 0, bitorder="little"),
+        **({"xneg": np.packbits(cols.T.ravel() < 0, bitorder="little")} if signed else {}),
         "dlist": lists.astype(np.uint32),
         "dptr": lptr.astype(np.uint32),
         "dest": c.dest[take].astype(np.uint64),
@@ -348,21 +384,22 @@ def _from_sections(sections, where: str) -> ChipImage:
             if (neg_syn > distinct).any():
                 raise _bad("xneg marks a synapse that xbar leaves out", cw_)
             distinct = distinct - 2 * neg_syn.astype(np.int8)
-        cross = np.ascontiguousarray(distinct[xcol.astype(np.int64)].T)
         by_coord[stage, coord] = ci
-        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, cross, dptr, dest, stage))
+        cores.append(CoreImage(coord, level, tick, layer, tile, sign, thr, distinct.T, xcol.astype(np.int64), dptr,
+                               dest, stage))
 
     features = cw.shape[0]
+    table = _CoreTable(spec, cores, n_stages)
     if n_stages == 1:
-        _check_destinations(spec, host_dest, 0, cores, by_coord, ticks, features, f"{where}, HOST")
+        _check_destinations(spec, host_dest, 0, table, ticks, features, f"{where}, HOST")
     else:
         if set(range(n_stages)) - {c.stage for c in cores}:
             raise _bad(f"a stage of 0..{n_stages - 1} configures no core", where)
         for s in np.unique(host_stage):
-            _check_destinations(spec, host_dest[host_stage == s], 0, cores, by_coord, ticks, features,
+            _check_destinations(spec, host_dest[host_stage == s], 0, table, ticks, features,
                                 f"{where}, HOST (stage {s})", int(s))
     for ci, c in enumerate(cores):
-        _check_destinations(spec, c.dest, c.tick, cores, by_coord, ticks, features, f"{where}, CORE #{ci}",
+        _check_destinations(spec, c.dest, c.tick, table, ticks, features, f"{where}, CORE #{ci}",
                             c.stage, relay)
     if relay is None:
         return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
@@ -377,7 +414,7 @@ def _from_sections(sections, where: str) -> ChipImage:
     key = relay["tick"][owner] * n_stages + relay_stage
     for kk in np.unique(key):
         t, s = divmod(int(kk), n_stages)
-        _check_destinations(spec, relay_dest[key == kk], t, cores, by_coord, ticks, features,
+        _check_destinations(spec, relay_dest[key == kk], t, table, ticks, features,
                             f"{where}, HOST relay (stage {s})", s)
     return ChipImage(spec, k, B, tuple(shape), scale, ticks, layers, enc, cw, cb, host_ptr, host_dest,
                      cores, info, n_stages, host_stage, relay_ptr, relay_dest, relay_stage)
@@ -393,7 +430,30 @@ def _check_csr(ptr: np.ndarray, dest: np.ndarray, n: int, max_dest: int, where: 
         raise _bad(f"a source has {int(d.max())} destinations, over max_destinations={max_dest}", where)
 
 
-def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, where, stage=0, relay=None) -> None:
+class _CoreTable:
+    """The configured cores by (core address, stage), sorted, for looking up every destination at once."""
+
+    def __init__(self, spec: ChipSpec, cores: list[CoreImage], n_stages: int):
+        self.n_stages = n_stages
+        if cores:
+            cx, cy, x, y = (np.array([c.coord[i] for c in cores], dtype=np.int64) for i in range(4))
+            addr = (address.encode(spec, cx, cy, x, y, 0) >> np.uint64(address.core_shift(spec))).astype(np.int64)
+            key = addr * n_stages + np.array([c.stage for c in cores], dtype=np.int64)
+        else:
+            key = np.zeros(0, dtype=np.int64)
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        self.tick = np.array([c.tick for c in cores], dtype=np.int64)[order]
+        self.axons = np.array([c.axons for c in cores], dtype=np.int64)[order]
+
+    def find(self, addr: np.ndarray, stage: int) -> tuple[np.ndarray, np.ndarray]:
+        """(found, position) of each core address in the given stage."""
+        q = addr * self.n_stages + stage
+        pos = np.minimum(np.searchsorted(self.key, q), max(len(self.key) - 1, 0))
+        return (self.key[pos] == q) if len(self.key) else np.zeros(len(q), bool), pos
+
+
+def _check_destinations(spec, words, tick, table, ticks, features, where, stage=0, relay=None) -> None:
     """Words sent at `tick` from `stage`; relay (staged images) records which slots the host
     buffer words fill."""
     if words.size == 0:
@@ -435,14 +495,14 @@ def _check_destinations(spec, words, tick, cores, by_coord, ticks, features, whe
         raise _bad(f"a destination's axon field is >= axons_per_core={spec.axons_per_core}", where)
     core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
     uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
-    limit = np.zeros(len(uniq), dtype=np.int64)
-    for u, f in enumerate(first):
+    found, pos = table.find(uniq, stage)
+    late = found & (table.tick[pos] != tick + 1)
+    if not found.all() or late.any():  # the first such core in address order, as its words name it
+        u = int(np.flatnonzero(~found | late)[0])
+        f = first[u]
         key = (int(cx[f]), int(cy[f]), int(x[f]), int(y[f]))
-        ci = by_coord.get((stage, key))
-        if ci is None:
+        if not found[u]:
             raise _bad(f"a destination names core {key}, which the image does not configure", where)
-        if cores[ci].tick != tick + 1:
-            raise _bad(f"a destination core {key} runs at tick {cores[ci].tick}, not {tick + 1}", where)
-        limit[u] = cores[ci].axons
-    if (low >= limit[inv]).any():
+        raise _bad(f"a destination core {key} runs at tick {int(table.tick[pos[u]])}, not {tick + 1}", where)
+    if (low >= table.axons[pos][inv]).any():
         raise _bad("a destination axon is beyond its core's configured axons", where)

@@ -19,7 +19,14 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.chip.spec import ChipSpec
 from snnmap.errors import SnnmapError
-from snnmap.image.format import ChipImage, CoreImage, _bad, image_to_bytes, parse_image
+from snnmap.image.format import (
+    ChipImage,
+    CoreImage,
+    _bad,
+    factor_crossbar,
+    image_to_bytes,
+    parse_image,
+)
 from snnmap.image.format import _get as _field
 from snnmap.io.arrays import pack_arrays, unpack_arrays
 from snnmap.paicore import frames as F
@@ -119,7 +126,9 @@ def core_frames(spec: ChipSpec, c: CoreImage, target_lcn: int, out_chip: tuple[i
     rec = F.pack_neurons(_neuron_fields(spec, c, out_chip, where), c.neurons)
     nram = np.repeat(rec, repeat, axis=0).reshape(-1)
     c3 = np.concatenate([[hdr(F.CONFIG3) | np.uint64(F.package_payload(0, nram.size))], nram])
-    w = (c.crossbar.astype(np.int16) * c.axon_sign[:, None]).astype(np.int8)
+    # the chip's weight memory is dense (a row per axon, a column per neuron): signed once per
+    # distinct column, then expanded
+    w = (c.xbar.astype(np.int16) * c.axon_sign[:, None]).astype(np.int8)[:, np.asarray(c.xcol, dtype=np.int64)]
     wram = F.pack_weights(w, L)
     c4 = np.concatenate([[hdr(F.CONFIG4) | np.uint64(F.package_payload(0, wram.size))], wram])
     parts = {"config1": c1, "config2": c2, "config3": c3, "config4": c4}
@@ -469,6 +478,7 @@ def _decode_core(spec: ChipSpec, words: np.ndarray, layer: int, tile: int, n_ax:
     if w[n_ax:].any():
         raise _bad(f"a synapse on axon {n_ax + int(np.argwhere(w[n_ax:])[0][0])}, beyond the manifest's "
                    f"{n_ax} axons", where)
+    xbar, xcol = factor_crossbar(w[:n_ax])
     core = CoreImage(coord, L, regs["tick_wait_start"], layer, tile, np.ones(n_ax, np.int8),
-                     thr.astype(np.int32), np.ascontiguousarray(w[:n_ax]), dest_ptr, dest)
+                     thr.astype(np.int32), xbar, xcol, dest_ptr, dest)
     return core, regs["target_LCN"]

@@ -26,7 +26,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.errors import SnnmapError
 from snnmap.image.format import ChipImage
-from snnmap.rows import csr_ids, first_index, row_ids
+from snnmap.rows import csr_ids
 from snnmap.sim import staged
 from snnmap.sim.blas import single_threaded_blas
 
@@ -51,14 +51,23 @@ def _plan(spec, ptr: np.ndarray, words: np.ndarray, key_to_dst: dict[int, int], 
     if spec.multicast and not host:  # a masked word reaches a block of cores: one entry per core
         idx, words = address.expand(spec, words)
         src = src[idx]
-    is_host, *_, low = address.decode(spec, words)
+        del idx
+    low = address.low_field(spec, words)
     if host:
         dst = np.zeros(len(words), dtype=np.int64)
     else:
+        # destination cores by a sorted table (the words run to tens of millions on VGG: no sort of them)
+        keys = np.array(sorted(key_to_dst), dtype=np.int64)
         ckey = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
-        uniq, inv = np.unique(ckey, return_inverse=True)
-        dst = np.array([key_to_dst[int(u)] for u in uniq], dtype=np.int64)[inv] if len(uniq) else ckey
-    order = np.lexsort((low, dst))
+        at = np.searchsorted(keys, ckey)
+        if len(ckey) and (at.max() >= len(keys) or not np.array_equal(keys[at], ckey)):
+            raise SnnmapError("a destination names a core that the image does not configure", where="image")
+        dst = np.array([key_to_dst[int(k)] for k in keys], dtype=np.int64)[at]
+        del ckey, at
+    del words
+    # by destination, then axon (one stable sort of a combined key, as lexsort((low, dst)) orders them)
+    span = int(low.max(initial=0)) + 1
+    order = np.argsort(dst * span + low, kind="stable")
     src, dst, low = src[order], dst[order], low[order]
     bounds = np.searchsorted(dst, np.arange(n_dst + 1))
     plans = []
@@ -140,10 +149,9 @@ def _route_lengths(spec, src: tuple[int, int, int, int], words: np.ndarray, ptr:
 
 def _core_plan(c, spec) -> _CorePlan:
     # axon signs are per row, so two neurons compute the same potential iff their columns match
-    xt = c.crossbar.T  # synapses in {-1, 0, 1} (negative only on chips with signed synapses)
-    column = row_ids(np.packbits(np.concatenate([xt != 0, xt < 0], axis=1), axis=1))
-    first_of = first_index(column)
-    uniq = xt[first_of].astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
+    cols, column = c.distinct()  # synapses in {-1, 0, 1} (negative only on chips with signed synapses)
+    n_cols = cols.shape[1]
+    uniq = cols.T.astype(np.float32) * c.axon_sign[None, :].astype(np.float32)
     ptr = c.dest_ptr.astype(np.int64)
     counts = np.diff(ptr)
     group = csr_ids(ptr, c.dest, prefix=column)
@@ -158,10 +166,10 @@ def _core_plan(c, spec) -> _CorePlan:
     sizes = np.diff(np.r_[starts, len(order)])
     uniform = int(sizes[0]) if len(sizes) and (sizes == sizes[0]).all() and \
         np.array_equal(order, np.arange(len(order))) else 0
-    shared = bool(uniform) and len(first_of) == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
+    shared = bool(uniform) and n_cols == len(starts) and np.array_equal(column, np.arange(len(column)) // uniform)
     hop_sums, max_hops = _route_lengths(spec, c.coord, g_dest, g_ptr)
     return _CorePlan(uniq, column, c.thresholds.astype(np.float32)[:, None], order, starts, uniform, shared,
-                     g_ptr, g_dest.astype(np.uint64), np.count_nonzero(c.crossbar, axis=1).astype(np.float32),
+                     g_ptr, g_dest.astype(np.uint64), c.axon_synapses().astype(np.float32),
                      np.diff(g_ptr).astype(np.float32), hop_sums, max_hops, c.neurons)
 
 
