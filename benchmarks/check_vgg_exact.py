@@ -1,7 +1,9 @@
 """Compile the paper's VGG-Net (four-spike, random parameters) end to end and check its image
 per ANN neuron against the independent reference on a few random inputs.
 
-    python benchmarks/check_vgg_exact.py [--chip paicore2] [--images 2] [--seed 0] [--time-limit 60]
+    python benchmarks/check_vgg_exact.py [--chip paicore2] [--chips WxH] [--images 2] [--seed 0] [--time-limit 60]
+
+(--chips: a board of W x H chips, for a network over the chips one row holds: VGG on sg64.)
 
 Prints the cores, chips and compile time with its passes, then, after simulating the image read
 back from its bytes (every core recorded), whether every ANN neuron's spike count, the
@@ -31,10 +33,12 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--chips", default=None, help="a board of W x H chips, e.g. 12x10")
     a = ap.parse_args()
+    board = tuple(int(v) for v in a.chips.lower().split("x")) if a.chips else None
     model, spec = vgg(a.seed), get_chip(a.chip)
     t0 = time.perf_counter()
-    res = compile_model(model, spec, time_limit=a.time_limit)
+    res = compile_model(model, spec, time_limit=a.time_limit, chips=board)
     t1 = time.perf_counter()
     chips = len({c.coord[:2] for c in res.image.cores})
     print(f"VGG-Net (seed {a.seed}) on {spec.name}: {len(res.image.cores)} cores on {chips} chips, compiled in "

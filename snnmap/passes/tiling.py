@@ -546,27 +546,9 @@ def _packed(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw
 
 def _packed_count(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
                   cap: int) -> int | None:
-    """len(_packed(...)), all bands and groups advanced together (the shape search's inner loop)."""
-    OH, OW, OC = shape_out
-    ry, rc = -(-OH // th), -(-OC // cg)
-    m = np.zeros((ry * th, OW, rc * cg), dtype=np.int64)
-    m[:OH, :, :OC] = per_neuron.reshape(OH, OW, OC)
-    w = m.reshape(ry, th, OW, rc, cg).sum(axis=(1, 4)).transpose(0, 2, 1).reshape(-1, OW)  # (bands*groups, OW)
-    cum = np.concatenate([np.zeros((len(w), 1), np.int64), np.cumsum(w, axis=1)], axis=1)
-    rows = np.arange(len(w))
-    pos = np.zeros(len(w), dtype=np.int64)
-    count = 0
-    while True:
-        live = pos < OW
-        if not live.any():
-            return count
-        r, p0 = rows[live], pos[live]
-        reach = (cum[r] <= (cum[r, p0] + cap)[:, None]).sum(axis=1) - 1
-        x1 = np.minimum(np.minimum(p0 + tw, OW), reach)
-        if (x1 <= p0).any():
-            return None
-        pos[live] = x1
-        count += len(r)
+    """len(_packed(...)) (the shape search's inner loop)."""
+    regs = _packed_regions(per_neuron, shape_out, th, tw, cg, cap)
+    return None if regs is None else len(regs)
 
 
 def _packed_regions(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
