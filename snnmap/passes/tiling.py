@@ -737,12 +737,7 @@ def _read_counts(pop: Population, src: Population, proj: Projection, shape: Tile
     per tile size, each channel group's signed inputs under its windows (a stamp), the stamps
     of the groups at one position summed, then laid on the input map and clipped to it."""
     if shape.packed:
-        per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
-        regs = _packed_regions(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
-        if regs is None:
-            raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels with "
-                                  f"its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
-                                  f" / 2^{shape.level}")
+        regs = _packed_cut(_packed_regions, pop, shape, spec, mult)
     else:
         regs = np.array(regions(pop, shape, spec, mult), dtype=np.int64).reshape(-1, 6)
     H, W, C = src.shape
@@ -936,6 +931,18 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
     return shapes
 
 
+def _packed_cut(fill, pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray | None):
+    """fill (_packed or _packed_regions) of a packed shape, its neurons' copies and replicas
+    counted, or the design-rule error when one column of it overfills a core."""
+    per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
+    cut = fill(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
+    if cut is None:
+        raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels "
+                              f"with its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
+                              f" / 2^{shape.level}")
+    return cut
+
+
 def regions(pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray | None = None) -> list[tuple]:
     """The tiles' regions in tile order. On a multicast chip, spatial regions in Morton (Z)
     order with their channel groups side by side, so that tiles reading the same inputs sit in
@@ -943,12 +950,7 @@ def regions(pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray 
     shape cuts each band into runs of columns by the neurons' copies (`mult`)."""
     OH, OW, OC = pop.shape
     if shape.packed:
-        per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
-        cut = _packed(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
-        if cut is None:
-            raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels "
-                                  f"with its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
-                                  f" / 2^{shape.level}")
+        cut = _packed_cut(_packed, pop, shape, spec, mult)
         if spec.multicast:
             cut.sort(key=lambda r: (morton(r[0], r[1] // shape.th), r[5]))
         return [r[1:] for r in cut]
