@@ -209,6 +209,27 @@ def test_batched_layouts_equal_one_group_at_a_time(data):
         assert np.array_equal(np.count_nonzero(xbar, axis=0), both[1])
 
 
+def greedy_packed(per, shape_out, th, tw, cg, cap):
+    """Packed regions one band and group at a time, in plain Python: from the left, each run as
+    many columns (at most tw) as fit cap neurons."""
+    OH, OW, OC = shape_out
+    m = per.reshape(OH, OW, OC)
+    out = []
+    for c0 in range(0, OC, cg):
+        for y0 in range(0, OH, th):
+            col = [int(m[y0:y0 + th, x, c0:c0 + cg].sum()) for x in range(OW)]
+            x0 = 0
+            while x0 < OW:
+                x1, load = x0, 0
+                while x1 < OW and x1 - x0 < tw and load + col[x1] <= cap:
+                    load += col[x1]
+                    x1 += 1
+                assert x1 > x0  # the cut succeeded, so every column fits
+                out.append((y0, min(y0 + th, OH), x0, x1, c0, min(c0 + cg, OC)))
+                x0 = x1
+    return sorted(out)
+
+
 @pytest.mark.parametrize("spec", [COPIES, COMBINING, SG64], ids=["copies", "combining", "sg64"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=networks(), seed=st.integers(0, 1000))
@@ -242,6 +263,8 @@ def test_read_counts_without_cutting_equal_the_cut(spec, model, seed):
                         per = (np.ones(pop.size, np.int64) if mult is None else mult) * pop.replicas
                         got = tiling._packed_regions(per, pop.shape, sh.th, sh.tw, sh.cg, spec.neurons_at(sh.level))
                         assert sorted(map(tuple, got.tolist())) == sorted(t.region for t in tiles)
+                        want = greedy_packed(per, pop.shape, sh.th, sh.tw, sh.cg, spec.neurons_at(sh.level))
+                        assert sorted(map(tuple, got.tolist())) == want
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -109,7 +109,7 @@ def host_words(features: np.ndarray) -> np.ndarray:
 
 
 def low_field(spec: ChipSpec, words: np.ndarray) -> np.ndarray:
-    """decode's last field alone (logical axon, or feature index of a host word), without the others."""
+    """The logical axon of each word (a host word: its feature index): decode's last field, alone."""
     w = np.asarray(words, np.uint64)
     sb = _shifts(spec)[4]
     axon = ((w >> np.uint64(sb)) & np.uint64((1 << spec.bank_bits) - 1)).astype(np.int64) * spec.axons_per_core
@@ -124,12 +124,10 @@ def decode(spec: ChipSpec, words: np.ndarray) -> tuple[np.ndarray, ...]:
     """-> (is_host, chip_x, chip_y, core_x, core_y, logical axon or feature index)."""
     w = np.asarray(words, np.uint64)
     host = (w & HOST_FLAG) != 0
-    sx, sy, cx, cy, sb = _shifts(spec)
+    sx, sy, cx, cy, _ = _shifts(spec)
 
     def field(shift: int, bits: int) -> np.ndarray:
         return ((w >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
 
-    axon = field(sb, spec.bank_bits) * spec.axons_per_core + field(0, spec.axon_bits)
-    low = (w & np.uint64((1 << 63) - 1)).astype(np.int64)
     return (host, field(sx, spec.chip_x_bits), field(sy, spec.chip_y_bits), field(cx, spec.core_x_bits),
-            field(cy, spec.core_y_bits), np.where(host, low, axon))
+            field(cy, spec.core_y_bits), low_field(spec, w))

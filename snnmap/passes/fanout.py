@@ -279,13 +279,9 @@ def _copies(counts: np.ndarray, spec: ChipSpec) -> np.ndarray:
 
 def copies_needed(src: Population, tiles: list, spec: ChipSpec) -> np.ndarray:
     """fan_out(...).mult on a chip without multicast, counted from the reads without ordering
-    them (the shape search weighs candidates by it)."""
-    if tiles and tiles[0].axon_rep is not None:
-        reads = _unicast_reads(tiles)[0]
-    else:  # the inputs alone, without each read's tile and axon
-        reads = np.concatenate([t.axon_src for t in tiles]) if tiles else np.zeros(0, np.int64)
-        reads = reads[reads >= 0]
-    return _copies(np.bincount(reads, minlength=src.size), spec)
+    them (the shape search weighs candidates by it where axons OR spikes; where they add events
+    it counts without cutting, tiling._read_counts)."""
+    return _copies(np.bincount(_unicast_reads(tiles)[0], minlength=src.size), spec)
 
 
 def _unicast(src: Population, tiles: list, spec: ChipSpec) -> FanOut:

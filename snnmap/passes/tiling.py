@@ -223,12 +223,7 @@ def _compact_layouts(src: Population, proj: Projection, region: tuple, groups: l
     out = {}
     for i in range(0, len(groups), per):
         m = masks[i:i + per]
-        rows = np.zeros((len(m), ph, kw, C, 2), dtype=bool)
-        for y in range(th):
-            rows[:, y * s:y * s + kh] |= m
-        patch = np.zeros((len(m), ph, pw, C, 2), dtype=bool)
-        for x in range(tw):
-            patch[:, :, x * s:x * s + kw] |= rows
+        patch = _window_union(m, s, th, tw)
         present = patch[:, cy0:cy0 + py1 - py0, cx0:cx0 + px1 - px0].reshape(len(m), -1)
         gi, lkeys = np.nonzero(present)
         ends = np.searchsorted(gi, np.arange(len(m) + 1))
@@ -429,9 +424,9 @@ _MEMO: dict[int, tuple] = {}  # id(projection) -> (weak reference, memo): shape 
 
 
 def _axon_memo(proj: Projection) -> dict:
-    """Per projection, its channel groups' masks and the axons each (group size, rows, columns)
-    tile needs: the shape search asks again for every level, and the lookahead once per
-    consumer candidate (VGG on sg64: 89 searches)."""
+    """Per projection: its cumulative sign counts ("cum"), its channel groups' masks as bits per
+    group size ("bits"), the axons each (group size, rows, columns) tile needs ("need", grown in
+    "grow"): the shape search asks again for every level and every candidate of the consumer."""
     hit = _MEMO.get(id(proj))
     if hit is not None and hit[0]() is proj:
         return hit[1]
@@ -440,6 +435,33 @@ def _axon_memo(proj: Projection) -> dict:
     memo = {"need": {}, "bits": {}}
     _MEMO[id(proj)] = (weakref.ref(proj), memo)
     return memo
+
+
+def _window_union(masks: np.ndarray, stride: int, th: int, tw: int) -> np.ndarray:
+    """(G, (th - 1) * stride + kh, (tw - 1) * stride + kw, ...): per group, the masks (G, kh, kw, ...)
+    of a kernel window ORed over th x tw windows `stride` apart (booleans or packed bits)."""
+    G, kh, kw = masks.shape[:3]
+    rows = np.zeros((G, (th - 1) * stride + kh, kw, *masks.shape[3:]), dtype=masks.dtype)
+    for y in range(th):
+        rows[:, y * stride:y * stride + kh] |= masks
+    if tw == 1:
+        return rows
+    patch = np.zeros((G, rows.shape[1], (tw - 1) * stride + kw, *masks.shape[3:]), dtype=masks.dtype)
+    for x in range(tw):
+        patch[:, :, x * stride:x * stride + kw] |= rows
+    return patch
+
+
+def _group_bits(proj: Projection, cg: int) -> np.ndarray:
+    """(G, kh, kw, bytes): _channel_masks of the channel groups of cg (the last may be shorter),
+    inputs x signs packed as bits; kept per projection (the shape search and the read counts
+    ask again for every level and candidate)."""
+    memo = _axon_memo(proj)["bits"]
+    if cg not in memo:
+        OC = proj.weights.shape[3]
+        masks = _channel_masks(proj, [(c, min(c + cg, OC)) for c in range(0, OC, cg)])
+        memo[cg] = _frozen(np.packbits(masks.reshape(*masks.shape[:3], -1), axis=3))[0]
+    return memo[cg]
 
 
 def _memo_need(memo: dict, proj: Projection, cg: int, th: int, tw: int, most: int) -> int:
@@ -452,15 +474,8 @@ def _memo_need(memo: dict, proj: Projection, cg: int, th: int, tw: int, most: in
     got = memo["need"].setdefault((cg, th), [])
     st = memo.get("grow")
     if tw > len(got) and not (got and got[-1] > most) and (st is None or st["key"] != (cg, th, len(got))):
-        bits = memo["bits"].get(cg)
-        if bits is None:
-            OC = proj.weights.shape[3]
-            masks = _channel_masks(proj, [(c, min(c + cg, OC)) for c in range(0, OC, cg)])  # (G, kh, kw, cin, 2)
-            bits = memo["bits"][cg] = np.packbits(masks.reshape(*masks.shape[:3], -1), axis=3)
-        kh, s = bits.shape[1], proj.stride
-        rows = np.zeros((len(bits), (th - 1) * s + kh, *bits.shape[2:]), dtype=np.uint8)
-        for dy in range(th):
-            rows[:, dy * s:dy * s + kh] |= bits
+        bits = _group_bits(proj, cg)
+        rows = _window_union(bits, proj.stride, th, 1)
         memo["grow"] = st = {"key": (cg, th, 0), "rows": rows, "tail": rows,
                              "counts": np.zeros(len(bits), dtype=np.int64)}
         got.clear()
@@ -512,49 +527,19 @@ def min_level(pop: Population, proj: Projection, spec: ChipSpec, src: Population
     return None
 
 
-def _runs(weight: np.ndarray, tw: int, cap: int) -> list[tuple[int, int]] | None:
-    """Cut columns 0..W-1 into runs of at most tw columns whose weights sum to at most cap,
-    greedily from the left (optimal for a line); None if one column alone exceeds cap."""
-    cum = np.concatenate([[0], np.cumsum(weight)])
-    out, x0, W = [], 0, len(weight)
-    while x0 < W:
-        x1 = min(x0 + tw, W, int(np.searchsorted(cum, cum[x0] + cap, side="right")) - 1)
-        if x1 <= x0:
-            return None
-        out.append((x0, x1))
-        x0 = x1
-    return out
-
-
-def _packed(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
-            cap: int) -> list[tuple[int, int, int, int, int, int, int]] | None:
-    """Regions of a packed shape: per channel group and band of th rows, runs of columns whose
-    neurons (copies and replicas counted) fill a core; each as (run, y0, y1, x0, x1, c0, c1)."""
-    OH, OW, OC = shape_out
-    m = per_neuron.reshape(OH, OW, OC)
-    out = []
-    for c0 in range(0, OC, cg):
-        c1 = min(c0 + cg, OC)
-        for y0 in range(0, OH, th):
-            y1 = min(y0 + th, OH)
-            runs = _runs(m[y0:y1, :, c0:c1].sum(axis=(0, 2)), tw, cap)
-            if runs is None:
-                return None
-            out.extend((k, y0, y1, x0, x1, c0, c1) for k, (x0, x1) in enumerate(runs))
-    return out
-
-
 def _packed_count(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
                   cap: int) -> int | None:
-    """len(_packed(...)) (the shape search's inner loop)."""
+    """len(_packed_regions(...)) (the shape search's inner loop)."""
     regs = _packed_regions(per_neuron, shape_out, th, tw, cg, cap)
     return None if regs is None else len(regs)
 
 
 def _packed_regions(per_neuron: np.ndarray, shape_out: tuple[int, int, int], th: int, tw: int, cg: int,
                     cap: int) -> np.ndarray | None:
-    """The regions of _packed as a (T, 6) array (in another order), all bands and groups advanced
-    together as in _packed_count: the shape search counts a packed cut's reads from them."""
+    """Regions of a packed shape as a (T, 6) array: per channel group and band of th rows, runs
+    of at most tw columns whose neurons (copies and replicas counted) fill a core, cut greedily
+    from the left (optimal for a line), all bands and groups advanced together; None if one
+    column alone overfills a core. In run order, then band and group (regions() orders them)."""
     OH, OW, OC = shape_out
     ry, rc = -(-OH // th), -(-OC // cg)
     m = np.zeros((ry * th, OW, rc * cg), dtype=np.int64)
@@ -737,17 +722,14 @@ def _read_counts(pop: Population, src: Population, proj: Projection, shape: Tile
     per tile size, each channel group's signed inputs under its windows (a stamp), the stamps
     of the groups at one position summed, then laid on the input map and clipped to it."""
     if shape.packed:
-        regs = _packed_cut(_packed_regions, pop, shape, spec, mult)
+        regs = _packed_cut(pop, shape, spec, mult)
     else:
         regs = np.array(regions(pop, shape, spec, mult), dtype=np.int64).reshape(-1, 6)
     H, W, C = src.shape
     s, p, kh, kw = proj.stride, proj.padding, proj.kh, proj.kw
     groups, g_of = np.unique(regs[:, 4], return_inverse=True)  # first channels: groups are (c, c + cg)
-    memo = _axon_memo(proj).setdefault("group masks", {})  # groups are (c, c + cg) but the last
-    if shape.cg not in memo:
-        OC = pop.shape[2]
-        memo[shape.cg] = _channel_masks(proj, [(c, min(c + shape.cg, OC)) for c in range(0, OC, shape.cg)])
-    masks = memo[shape.cg][groups // shape.cg]  # (G, kh, kw, C, 2)
+    bits = _group_bits(proj, shape.cg)[groups // shape.cg]
+    masks = np.unpackbits(bits, axis=3, count=2 * C).view(bool).reshape(*bits.shape[:3], C, 2)  # (G, kh, kw, C, 2)
     hh, ww = regs[:, 1] - regs[:, 0], regs[:, 3] - regs[:, 2]
     ph, pw = (int(hh.max()) - 1) * s + kh, (int(ww.max()) - 1) * s + kw
     canvas = np.zeros((max(int(regs[:, 0].max()) * s + ph, p + H), max(int(regs[:, 2].max()) * s + pw, p + W), C),
@@ -758,13 +740,7 @@ def _read_counts(pop: Population, src: Population, proj: Projection, shape: Tile
         th, tw = int(th), int(tw)
         sel = np.flatnonzero(size_of == k)
         gs, gl = np.unique(g_of[sel], return_inverse=True)
-        m = masks[gs]
-        rows = np.zeros((len(gs), (th - 1) * s + kh, kw, C, 2), dtype=bool)
-        for y in range(th):
-            rows[:, y * s:y * s + kh] |= m
-        patch = np.zeros((len(gs), rows.shape[1], (tw - 1) * s + kw, C, 2), dtype=bool)
-        for x in range(tw):
-            patch[:, :, x * s:x * s + kw] |= rows
+        patch = _window_union(masks[gs], s, th, tw)
         signs = patch.view(np.uint8)
         stamp = (signs[..., 0] + signs[..., 1]).reshape(len(gs), -1).astype(np.float32)
         where, at = np.unique(regs[sel, 0] * OW + regs[sel, 2], return_inverse=True)
@@ -910,9 +886,8 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
                 break
             if shape not in cuts:
                 tl = cut_layer(name, pop, src, proj, shape, spec, m)
-                fo = fan_out(src, tl, spec)
-                cuts[shape] = (tl, fo, fo.mult)
-            pm = cuts[shape][2]
+                cuts[shape] = (tl, fan_out(src, tl, spec))
+            pm = cuts[shape][1].mult
             try:
                 ptiles = best_shape(ppop, psrc, pproj, spec, deadline, pm)[0]
             except DesignRuleError:
@@ -926,16 +901,15 @@ def choose_shapes(g: nx.DiGraph, spec: ChipSpec, deadline: Deadline | None = Non
         shapes[name] = best[1]
         mult[src.name] = best[2]
         if cuts_made is not None:
-            tl, fo, _ = cuts[best[1]]
-            cuts_made[name] = (best[1], m, tl, fo)
+            cuts_made[name] = (best[1], m, *cuts[best[1]])
     return shapes
 
 
-def _packed_cut(fill, pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray | None):
-    """fill (_packed or _packed_regions) of a packed shape, its neurons' copies and replicas
-    counted, or the design-rule error when one column of it overfills a core."""
+def _packed_cut(pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray | None) -> np.ndarray:
+    """_packed_regions of a packed shape, its neurons' copies and replicas counted, or the
+    design-rule error when one column of it overfills a core."""
     per = (mult if mult is not None else np.ones(pop.size, np.int64)) * pop.replicas
-    cut = fill(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
+    cut = _packed_regions(per, pop.shape, shape.th, shape.tw, shape.cg, spec.neurons_at(shape.level))
     if cut is None:
         raise DesignRuleError(f"layer {pop.name!r}: a column of {shape.th} rows x {shape.cg} channels "
                               f"with its fan-out copies does not fit neurons_per_core={spec.neurons_per_core}"
@@ -950,10 +924,15 @@ def regions(pop: Population, shape: TileShape, spec: ChipSpec, mult: np.ndarray 
     shape cuts each band into runs of columns by the neurons' copies (`mult`)."""
     OH, OW, OC = pop.shape
     if shape.packed:
-        cut = _packed_cut(_packed, pop, shape, spec, mult)
-        if spec.multicast:
-            cut.sort(key=lambda r: (morton(r[0], r[1] // shape.th), r[5]))
-        return [r[1:] for r in cut]
+        cut = _packed_cut(pop, shape, spec, mult)
+        cut = cut[np.lexsort((cut[:, 2], cut[:, 0], cut[:, 4]))]  # group, band, then its runs
+        if spec.multicast:  # Morton order of (run within its band, band), the groups side by side
+            i = np.arange(len(cut))
+            first = np.r_[True, (np.diff(cut[:, 0]) != 0) | (np.diff(cut[:, 4]) != 0)]
+            run = i - np.maximum.accumulate(np.where(first, i, 0))
+            code = np.array([morton(int(k), int(y0) // shape.th) for k, y0 in zip(run, cut[:, 0])], dtype=np.int64)
+            cut = cut[np.lexsort((cut[:, 4], code))]
+        return [tuple(r) for r in cut.tolist()]
     ys, xs, cs = range(0, OH, shape.th), range(0, OW, shape.tw), range(0, OC, shape.cg)
 
     def reg(y0, x0, c0):
