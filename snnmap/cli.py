@@ -17,21 +17,43 @@ def _fail(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+_INTERRUPTED = []
+_INTERRUPT_MSG = "interrupted (output files are written whole or not at all)"
+
+
+def _on_sigint(signum, frame) -> None:
+    """Remember the interrupt: an extension module being imported (ortools' pybind11 init, say) can
+    turn the KeyboardInterrupt into an ImportError, which must still read as an interrupt."""
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        _run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run() -> None:
+    _INTERRUPTED.clear()
     try:
         cli.main(standalone_mode=False, prog_name="snnmap")
-    except click.exceptions.Abort:
-        _fail("interrupted (output files are written whole or not at all)", 130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(2)
-    except SnnmapError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted (output files are written whole or not at all)", 130)
-    except MemoryError:
-        _fail("out of memory")
-    except Exception as e:  # noqa: BLE001 - an internal error, not the user's
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail(_INTERRUPT_MSG, 130)
+    except Exception as e:  # noqa: BLE001
+        if _INTERRUPTED:  # whatever the interrupt became on its way up
+            _fail(_INTERRUPT_MSG, 130)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, SnnmapError):
+            _fail(str(e))
+        if isinstance(e, MemoryError):
+            _fail("out of memory")
         _fail(f"internal error ({type(e).__name__}: {e}); please report it with the command you ran", 1)
 
 

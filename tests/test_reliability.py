@@ -99,15 +99,40 @@ def test_reproducible_across_processes(tmp_path, lenet_like_file):
     assert digests[0] == digests[1]
 
 
-def test_time_limit_is_respected():
-    """The shape search stops at the limit (plus at most one candidate's evaluation) with a legal
-    tiling. On paicore2, where LeNet's search weighs cut candidates for over a second (on sg64 it
-    now takes some 0.03 s, too little for the limit to prove anything)."""
+class _SlowClock:
+    """A monotonic clock on which every reading is a second after the last: a deadline of 0.01 s
+    is past at its first check, on any machine, however loaded."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def monotonic(self):
+        self.t += 1.0
+        return self.t
+
+
+@pytest.mark.parametrize("spec, counted", [(SG64, "_producer_copies"), (PAICORE2, "cut_layer")])
+def test_time_limit_is_respected(monkeypatch, spec, counted):
+    """Past its deadline the shape search weighs one candidate per layer (the beam's copy counts on
+    sg64, the cuts of candidate shapes on paicore2) and still gives a legal tiling. Counted, not timed."""
+    from snnmap import deadline
+    from snnmap.passes import tiling
+
     model = lenet_like()
-    full = compile_model(model, PAICORE2)
-    quick = compile_model(model, PAICORE2, time_limit=0.01)
-    assert full.timings["tile shapes"] > 0.5  # otherwise the limit proves nothing
-    assert quick.timings["tile shapes"] < 0.01 + 0.25  # one candidate's cut and fan-out: about 0.08 s
+    weighed = []
+    real = getattr(tiling, counted)
+
+    def counting(name, *args, **kwargs):
+        weighed.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, counted, counting)
+    full = compile_model(model, spec)
+    assert len(weighed) > len(set(weighed))  # without a limit some layer weighs several candidates
+    weighed.clear()
+    monkeypatch.setattr(deadline, "time", _SlowClock())
+    quick = compile_model(model, spec, time_limit=0.01)
+    assert weighed and len(weighed) == len(set(weighed))
     assert len(quick.image.cores) >= len(full.image.cores)
     assert image_to_bytes(quick.image)[:8] == b"SNNMAPIM"
 
@@ -142,3 +167,25 @@ def test_progress_reports_every_tile():
 
     result = compile_model(lenet_like(), SG64, progress=progress)
     assert seen["cutting tiles"] == [len(result.image.cores)] * 2
+
+
+def test_interrupt_turned_into_another_error_still_reads_as_an_interrupt(monkeypatch, capsys):
+    """An extension module being imported when SIGINT lands (ortools' pybind11 init) raises
+    ImportError('initialization failed') instead of KeyboardInterrupt: exit 130, not an internal error."""
+    from snnmap import cli
+
+    def interrupted_import(**kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+        raise AssertionError("SIGINT did not arrive")
+
+    monkeypatch.setattr(cli.cli, "main", interrupted_import)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before
