@@ -17,36 +17,45 @@ def _fail(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-_INTERRUPTED = []
-_INTERRUPT_MSG = "interrupted (output files are written whole or not at all)"
+_SIGNALLED: list[int] = []
 
 
-def _on_sigint(signum, frame) -> None:
-    """Remember the interrupt: an extension module being imported (ortools' pybind11 init, say) can
-    turn the KeyboardInterrupt into an ImportError, which must still read as an interrupt."""
-    _INTERRUPTED.append(signum)
+def _on_signal(signum, frame) -> None:
+    """SIGINT and SIGTERM unwind like Ctrl-C, so temp files go and outputs stay whole or absent.
+    Remembered, since an extension module being imported (ortools' pybind11 init, say) can turn
+    the KeyboardInterrupt into an ImportError, which must still read as the signal."""
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
 
 def main() -> None:
     import signal
 
-    previous = signal.signal(signal.SIGINT, _on_sigint)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         _run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _stopped() -> None:
+    import signal
+
+    signum = _SIGNALLED[0] if _SIGNALLED else signal.SIGINT
+    what = "terminated" if signum == signal.SIGTERM else "interrupted"
+    _fail(f"{what} (output files are written whole or not at all)", 128 + signum)
 
 
 def _run() -> None:
-    _INTERRUPTED.clear()
+    _SIGNALLED.clear()
     try:
         cli.main(standalone_mode=False, prog_name="snnmap")
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail(_INTERRUPT_MSG, 130)
+        _stopped()
     except Exception as e:  # noqa: BLE001
-        if _INTERRUPTED:  # whatever the interrupt became on its way up
-            _fail(_INTERRUPT_MSG, 130)
+        if _SIGNALLED:  # whatever the signal became on its way up
+            _stopped()
         if isinstance(e, click.ClickException):
             e.show()
             sys.exit(2)

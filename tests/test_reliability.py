@@ -1,5 +1,6 @@
 """Atomic outputs, interrupted compiles, reproducible images across processes, the time limit."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,15 +64,35 @@ def lenet_like_file(tmp_path_factory):
     return path
 
 
-def test_interrupted_compile_leaves_no_output(tmp_path, lenet_like_file):
-    """SIGINT at several moments of a compile: either a whole valid image or no file, never a part."""
+def _wait_for_snnmap_handlers(pid: int) -> None:
+    """Until snnmap's main() catches SIGTERM (Linux: SigCgt in /proc); elsewhere, a fixed 0.3 s."""
+    status = f"/proc/{pid}/status"
+    if not os.path.exists(status):
+        time.sleep(0.3)
+        return
+    for _ in range(2000):
+        try:
+            with open(status) as f:
+                caught = next((int(line.split()[1], 16) for line in f if line.startswith("SigCgt:")), 0)
+        except FileNotFoundError:  # it has ended already
+            return
+        if caught >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_compile_leaves_no_output(tmp_path, lenet_like_file, signum):
+    """SIGINT or SIGTERM at several moments of a compile: a whole valid image or no file, never a
+    part, and no temp file left behind."""
     outcomes = set()
-    for delay in (0.3, 0.6, 0.9, 1.2):
+    for delay in (0.0, 0.3, 0.6, 0.9, 1.2):
         out = tmp_path / f"out{delay}.snnimg"
         p = subprocess.Popen([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_snnmap_handlers(p.pid)  # a signal during the interpreter's own start is Python's affair
         time.sleep(delay)
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signum)
         _, err = p.communicate(timeout=120)
         leftovers = [f.name for f in tmp_path.iterdir() if f.name.startswith(f".{out.name}")]
         assert leftovers == []
@@ -79,7 +100,7 @@ def test_interrupted_compile_leaves_no_output(tmp_path, lenet_like_file):
             read_image(out)  # complete and valid
             outcomes.add("finished")
         else:
-            assert p.returncode in (130, -signal.SIGINT), err
+            assert p.returncode in (128 + signum, -signum), err
             if out.exists():  # the signal came after the rename: the file is whole
                 read_image(out)
             else:
@@ -169,23 +190,66 @@ def test_progress_reports_every_tile():
     assert seen["cutting tiles"] == [len(result.image.cores)] * 2
 
 
-def test_interrupt_turned_into_another_error_still_reads_as_an_interrupt(monkeypatch, capsys):
-    """An extension module being imported when SIGINT lands (ortools' pybind11 init) raises
-    ImportError('initialization failed') instead of KeyboardInterrupt: exit 130, not an internal error."""
+@pytest.mark.parametrize("signum, says", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")])
+def test_interrupt_turned_into_another_error_still_reads_as_an_interrupt(monkeypatch, capsys, signum, says):
+    """An extension module being imported when the signal lands (ortools' pybind11 init) raises
+    ImportError('initialization failed') instead of KeyboardInterrupt: exit 128 + signal, not an
+    internal error, and the handlers the caller had are back afterwards."""
     from snnmap import cli
 
     def interrupted_import(**kwargs):
         try:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             time.sleep(5)
         except KeyboardInterrupt:
             raise ImportError("initialization failed") from None
         raise AssertionError("SIGINT did not arrive")
 
     monkeypatch.setattr(cli.cli, "main", interrupted_import)
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    assert e.value.code == 130
-    assert "interrupted" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is before
+    with _signals_raise() as before:
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+    assert e.value.code == 128 + signum
+    assert says in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """While a test signals its own process: a SIGTERM the code under test fails to catch becomes a
+    failing test, not the end of pytest."""
+    def raiser(signum, frame):
+        raise KeyboardInterrupt
+
+    old = [signal.signal(s, raiser) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        yield [raiser, raiser]
+    finally:
+        for s, h in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(s, h)
+
+
+_SIGNAL_IN_FSYNC = """
+import os, sys, time
+from snnmap import cli
+def signalled(fd):
+    os.kill(os.getpid(), {signum})
+    time.sleep(5)
+    sys.exit("the signal did not arrive")
+os.fsync = signalled
+sys.argv = ["snnmap", "compile", {model!r}, "-o", {out!r}, "--quiet"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("signum, says", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")])
+def test_signal_while_the_image_is_written_leaves_nothing(tmp_path, lenet_like_file, signum, says):
+    """The signal lands in the one window where a temp file exists (between write and rename),
+    after placement has run CP-SAT (which, left to itself, resets SIGINT to kill the process)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code = _SIGNAL_IN_FSYNC.format(signum=int(signum), model=str(lenet_like_file), out=str(folder / "o.snnimg"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + signum and f"snnmap: error: {says}" in p.stderr, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr
+    assert sorted(f.name for f in folder.iterdir()) == []

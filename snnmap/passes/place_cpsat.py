@@ -397,6 +397,8 @@ def solve_and_keep(owner, m, rep, work: float, wall: float | None, overhead: flo
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = 1
+    p.catch_sigint_signal = False  # CP-SAT would leave SIGINT at its default (death) after the solve:
+    # Ctrl-C must stay Python's, so an interrupted write removes its temp file
     p.random_seed = owner.seed
     p.max_deterministic_time = max(work, 1e-3)
     p.symmetry_level = 0  # CP-SAT 9.15 can fail inside symmetry detection on hinted models
