@@ -369,6 +369,34 @@ def test_export_replaces_only_an_earlier_export(small_image, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]
 
 
+def test_interrupted_overwrite_keeps_the_earlier_export(small_image, tmp_path, monkeypatch):
+    """Ctrl-C between moving the earlier export aside and renaming the new one in: the earlier one
+    is back, whole, and nothing hidden is left beside it."""
+    from snnmap.paicore import export as ex
+
+    e = tmp_path / "frames"
+    export_paicore(small_image, e, text=False)
+    def tree(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    before = tree(e)
+    real = ex.os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new export going in
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(ex.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        export_paicore(small_image, e, text=True)
+    monkeypatch.setattr(ex.os, "replace", real)
+    assert tree(e) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
 def test_published_lenet_frames_match_paicorelib(lenet_model, tmp_path):
     """Skipped without shared/ (the lenet_model fixture says so)."""
     img = compile_model(lenet_model, PAICORE2).image

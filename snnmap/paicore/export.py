@@ -210,8 +210,9 @@ def export_paicore(img: ChipImage, out_dir: str | os.PathLike, *, text: bool = T
             os.replace(out, old / "x")
             try:
                 os.replace(tmp, out)
-            except OSError:
+            except BaseException:  # a failure or a signal between the two renames
                 os.replace(old / "x", out)  # put the earlier export back
+                shutil.rmtree(old, ignore_errors=True)
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
