@@ -20,12 +20,18 @@ def _fail(msg: str, code: int = 2) -> None:
 _SIGNALLED: list[int] = []
 
 
+class _Signalled(KeyboardInterrupt):
+    """A subclass, not KeyboardInterrupt itself: CPython notes an exact KeyboardInterrupt that passes
+    through code run by PyRun_* (as extension modules do) and, even once it is caught, ends the
+    process by SIGINT at exit instead of with our status (seen under load: 143 came out as -2)."""
+
+
 def _on_signal(signum, frame) -> None:
     """SIGINT and SIGTERM unwind like Ctrl-C, so temp files go and outputs stay whole or absent.
     Remembered, since an extension module being imported (ortools' pybind11 init, say) can turn
     the KeyboardInterrupt into an ImportError, which must still read as the signal."""
     _SIGNALLED.append(signum)
-    raise KeyboardInterrupt
+    raise _Signalled
 
 
 def main() -> None:
