@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
@@ -254,8 +255,8 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     from snnmap.report import format_table
 
     _writable(output)
-    if time_limit is not None and not time_limit > 0:
-        raise SnnmapError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise SnnmapError(f"--time-limit must be a positive finite number of seconds, got {time_limit}")
     board = _board(chips)
     from snnmap.passes.stages import parse_stages
 

@@ -202,13 +202,22 @@ def test_time_limit_is_respected(monkeypatch, spec, counted):
     assert image_to_bytes(quick.image)[:8] == b"SNNMAPIM"
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "nan"])
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "inf", "-inf"])
 def test_time_limit_must_be_positive(tmp_path, lenet_like_file, limit):
     out = tmp_path / "o.snnimg"
     p = subprocess.run([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out),
                         "--time-limit", limit], capture_output=True, text=True)
     assert p.returncode == 2 and "time-limit" in p.stderr and "Traceback" not in p.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("spec", [SG64, PAICORE2], ids=["sg64", "paicore2"])
+def test_a_huge_finite_time_limit_compiles(spec):
+    """--time-limit 1e308 overflowed the placement passes' integer budget (OverflowError, exit 1)."""
+    from test_image import small_model
+
+    res = compile_model(small_model(), spec, time_limit=1e308)
+    assert res.image.cores
 
 
 def test_outputs_get_the_usual_file_mode(tmp_path):
