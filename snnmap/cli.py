@@ -578,6 +578,9 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
     img = read_image(image)
     sim = None
     if sim_path:
+        from snnmap.io.files import require_regular
+
+        require_regular(sim_path, "simulation summary")
         try:
             with open(sim_path, encoding="utf-8") as f:
                 sim = json.load(f)

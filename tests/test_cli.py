@@ -230,3 +230,45 @@ def test_sim_summary_of_another_image_is_refused(tmp_path, model_file):
     line = assert_clean_failure(run("report", img, "--format", "json", "--sim", tmp_path / "other.json"))
     assert "do not match" in line
     assert run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "0.5", "--seed", "-1").returncode == 2
+
+
+def _capped_run(*args, cwd=None):
+    """run() with address space capped at 2 GiB and 60 s: a reader that trusts a device's stream
+    fails fast here rather than taking the machine's memory."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run([sys.executable, "-m", "snnmap", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, preexec_fn=cap, timeout=60)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or sys.platform != "linux", reason="needs /dev/zero")
+@pytest.mark.parametrize("case", ["image", "input", "calibrate", "chip", "sim", "onnx", "tl", "fifo"])
+def test_a_device_or_pipe_as_input_is_refused_before_reading(tmp_path, model_file, case):
+    """/dev/zero (or /dev/urandom) as any input file: stat says 0 bytes, so every reader read it
+    until memory ran out; a named pipe blocked on open. Each is now refused by name, at once."""
+    import os
+
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    zero = tmp_path / f"zero.{'toml' if case == 'chip' else 'npz'}"
+    if case == "fifo":
+        os.mkfifo(zero)
+    else:
+        zero.symlink_to("/dev/zero")
+    out = tmp_path / "out.file"
+    args = {"image": ("inspect", zero), "input": ("simulate", img, "--input", zero),
+            "calibrate": ("compile", model_file, "-o", out, "--calibrate", zero),
+            "chip": ("compile", model_file, "-o", out, "--chip", zero), "sim": ("report", img, "--sim", zero),
+            "onnx": ("import-onnx", zero, "-o", out),
+            "tl": ("import-tl", zero, "--arch", "4C3-4C3-10", "--k", "1", "--B", "2", "--input-scale", "1/256",
+                   "-o", out),
+            "fifo": ("simulate", img, "--input", zero)}[case]
+    line = assert_clean_failure(_capped_run(*args), out)
+    assert "not a regular file" in line and str(zero) in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def load_chip(value: str) -> ChipSpec:
         return get_chip(value)
     import tomllib
 
+    require_regular(value, "chip file")
     try:
         with open(value, "rb") as f:
             data = tomllib.load(f)

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 _HEAD = struct.Struct("<8sHHI")
 _ENTRY = struct.Struct("<4sIQQ")
@@ -38,6 +39,7 @@ def read_container(path: str | Path, magic: bytes, versions: set[int], kind: str
                    max_bytes: int = 1 << 34) -> tuple[int, list[tuple[str, bytes]]]:
     """Return (version, [(tag, payload)]), or raise SnnmapError naming the file and the place."""
     where = str(path)
+    require_regular(path, kind)
     try:
         size = Path(path).stat().st_size
         if size > max_bytes:

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 MAX_MEMBER_BYTES = 1 << 31
 MAX_ELEMENTS = 1 << 40
@@ -66,6 +67,7 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
     the bytes present before it is built.
     """
     where = str(path)
+    require_regular(path, ".npz file")
     try:
         zf = zipfile.ZipFile(path)
     except _ZIP_ERRORS as e:

@@ -19,6 +19,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.chip.spec import ChipSpec
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 from snnmap.image.format import (
     ChipImage,
     CoreImage,
@@ -239,6 +240,7 @@ def _fsync_tree(root: Path) -> None:
 # ---- reading back ---------------------------------------------------------------------------------
 
 def _read_bytes(path: Path, limit: int, where: str) -> bytes:
+    require_regular(path, "frame file")
     try:
         size = path.stat().st_size
         if size > limit:
