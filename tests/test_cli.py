@@ -272,3 +272,40 @@ def test_a_device_or_pipe_as_input_is_refused_before_reading(tmp_path, model_fil
             "fifo": ("simulate", img, "--input", zero)}[case]
     line = assert_clean_failure(_capped_run(*args), out)
     assert "not a regular file" in line and str(zero) in line
+
+
+@pytest.mark.parametrize("case", ["compile-model", "compile-calibrate", "simulate-image", "simulate-input",
+                                  "simulate-trace", "report-image", "report-sim", "import-tl", "export-nir"])
+def test_an_output_onto_an_input_is_refused(tmp_path, model_file, case):
+    """`compile m.snnm -o m.snnm`, `simulate x.snnimg --output x.snnimg`, `report x.snnimg -o
+    x.snnimg`...: the output silently replaced the input file (the model or image was gone). Now
+    one error before any work, the input untouched; also through a symlink, and for two outputs."""
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    x = tmp_path / "in.npz"
+    np.savez(x, x=np.zeros((2, 8, 8), np.uint8))
+    sim = tmp_path / "sim.json"
+    sim.write_text(run("simulate", img, "--input", x, "--json").stdout)
+    link = tmp_path / "link.snnm"
+    link.symlink_to(model_file)
+    out = tmp_path / "out.npz"
+    args, victim = {
+        "compile-model": (("compile", model_file, "-o", link), model_file),
+        "compile-calibrate": (("compile", model_file, "-o", x, "--calibrate", x), x),
+        "simulate-image": (("simulate", img, "--input", x, "--output", img), img),
+        "simulate-input": (("simulate", img, "--input", x, "--trace", x), x),
+        "simulate-trace": (("simulate", img, "--input", x, "--output", out, "--trace", out), out),
+        "report-image": (("report", img, "-o", img), img),
+        "report-sim": (("report", img, "--sim", sim, "-o", sim), sim),
+        "import-tl": (("import-tl", x, "--arch", "4C3-4C3-10", "--k", "1", "--B", "2", "--input-scale", "1/256",
+                       "-o", x), x),
+        "export-nir": (("export-nir", model_file, "-o", model_file), model_file),
+    }[case]
+    before = victim.read_bytes() if victim.exists() else None
+    line = assert_clean_failure(run(*args))
+    assert "is also the input" in line or "two outputs" in line
+    assert (victim.read_bytes() if victim.exists() else None) == before
