@@ -137,6 +137,9 @@ class ChipSpec:
         if self.neurons_per_core >> self.fanin_max_level < 1:
             raise SnnmapError(f"fanin_max_level={self.fanin_max_level} leaves no neuron of "
                               f"neurons_per_core={self.neurons_per_core}", where=where)
+        if self.cores_per_chip > MAX_CORES_PER_CHIP:
+            raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh has {self.cores_per_chip} cores, over the "
+                              f"{MAX_CORES_PER_CHIP} snnmap places on one chip", where=where)
         if self.mesh_w > 1 << self.core_x_bits or self.mesh_h > 1 << self.core_y_bits:
             raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh does not fit the core address bits",
                               where=where)
@@ -156,6 +159,11 @@ class ChipSpec:
         if not 1 <= self.chip_link_hops <= 1 << 16:
             raise SnnmapError(f"chip_link_hops = {self.chip_link_hops} is out of range 1..65536", where=where)
 
+
+# The placers' time and memory grow with the board's cores (a 1024 x 1024 mesh took 35 s to place two
+# tiles, a 2^24-core one ran out of memory); real chips have 64..1024 cores.
+MAX_CORES_PER_CHIP = 1 << 16
+MAX_BOARD_CORES = 1 << 20
 
 # fields a spec may leave out (their defaults apply)
 OPTIONAL = frozenset({"config_bits_per_s"})
