@@ -146,8 +146,9 @@ class ChipSpec:
         if self.axons_per_core > 1 << self.axon_bits:
             raise SnnmapError(f"axons_per_core={self.axons_per_core} does not fit axon_bits={self.axon_bits}",
                               where=where)
-        if not (self.clock_hz > 0 and self.energy_per_sop_j >= 0):
-            raise SnnmapError("clock_hz must be > 0 and energy_per_sop_j >= 0", where=where)
+        if not (1 <= self.clock_hz < 1e12 and 0 <= self.energy_per_sop_j < 1e12):  # inf: non-finite model figures
+            raise SnnmapError(f"clock_hz = {self.clock_hz} must be in 1..1e12 and energy_per_sop_j = "
+                              f"{self.energy_per_sop_j} a finite number >= 0", where=where)
         for name in ("cycles_per_event", "cycles_per_neuron", "cycles_per_packet", "cycles_per_hop",
                      "energy_per_hop_j", "static_power_w"):
             v = getattr(self, name)
