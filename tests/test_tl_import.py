@@ -31,6 +31,21 @@ def test_scale():
             parse_scale(bad)
 
 
+def test_scale_with_an_absurd_exponent_is_one_quick_error():
+    """--input-scale 1e400 raised OverflowError (internal error, exit 1); 1e100000000 made Fraction
+    build 10**100000000 (minutes: a hang). Both are now a quick SnnmapError; ordinary exponents
+    and fractions of them still parse."""
+    import time
+
+    t0 = time.perf_counter()
+    for bad in ("1e400", "1e-400", "1e100000000", "1/1e-99999999999", "1e" + "9" * 5000):
+        with pytest.raises(SnnmapError, match="input scale"):
+            parse_scale(bad)
+    assert time.perf_counter() - t0 < 2
+    assert parse_scale("3.90625e-3") == 1 / 256 and parse_scale("1E+2") == 100
+    assert parse_scale("1e-0000000000000001") == 0.1
+
+
 def _save(path, arrays):
     obj = np.empty(len(arrays), dtype=object)
     obj[:] = arrays

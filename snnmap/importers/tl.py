@@ -56,12 +56,18 @@ def parse_arch(arch: str) -> tuple[list[ConvToken], int]:
 
 def parse_scale(text: str) -> float:
     """'1/256', '0.00390625' -> float; exact for dyadic fractions."""
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    # Fraction builds 10**exponent exactly: '1e100000000' took minutes; no float needs over 400
+    if any(len(e.lstrip("0")) > 3 or int(e) > 400 for e in re.findall(r"[eE][+-]?(\d+)", text)):
+        raise SnnmapError(f"input scale {shown!r} has an exponent beyond any float (at most e+-400)")
     try:
         value = float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError):
-        raise SnnmapError(f"input scale {text!r} is not a number or fraction like 1/256") from None
+        raise SnnmapError(f"input scale {shown!r} is not a number or fraction like 1/256") from None
+    except OverflowError:  # 1e400
+        value = float("inf")
     if not (value > 0 and np.isfinite(value)):
-        raise SnnmapError(f"input scale {text!r} must be positive and finite")
+        raise SnnmapError(f"input scale {shown!r} must be positive and finite")
     return value
 
 
