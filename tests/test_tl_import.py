@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from snnmap.errors import SnnmapError
 from snnmap.importers.tl import infer_input_side, import_tl, parse_arch, parse_scale
@@ -22,6 +24,22 @@ def test_parse_lenet():
 def test_malformed_arch(arch):
     with pytest.raises(SnnmapError, match="arch"):
         parse_arch(arch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), st.from_regex(r"\d{1,12}C\d{1,12}([sp]\d{1,12})*", fullmatch=True),
+                          st.from_regex(r"\d{1,12}", fullmatch=True)), min_size=1, max_size=5))
+@example(["16C5p2", "16C5", "9" * 5000])  # int() refuses over 4,300 digits: it was an internal error
+@example(["9" * 5000 + "C5", "16C5", "10"])
+@example(["16C5", "16C5", "\u00b2"])  # '²'.isdigit() but int('²') fails
+def test_any_arch_text_is_parsed_or_one_error(tokens):
+    arch = "-".join(tokens)
+    try:
+        convs, classes = parse_arch(arch)
+    except SnnmapError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400
+    else:
+        assert classes >= 1 and all(c.channels >= 1 and c.kernel > c.padding for c in convs)
 
 
 def test_scale():
