@@ -78,6 +78,8 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
             mwhere = f"{where}[{info.filename}]"
             if not info.filename.endswith(".npy"):
                 raise SnnmapError("member is not a .npy array", where=mwhere)
+            if info.filename[:-4] in out:  # two arrays of one name: which one a reader takes is arbitrary
+                raise SnnmapError("member appears twice in the zip", where=mwhere)
             if info.file_size > min(MAX_MEMBER_BYTES, _MAX_RATIO * info.compress_size + 1024):
                 raise SnnmapError(f"declares {info.file_size} bytes uncompressed from "
                                   f"{info.compress_size} compressed: over the limit", where=mwhere)
