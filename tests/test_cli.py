@@ -309,3 +309,21 @@ def test_an_output_onto_an_input_is_refused(tmp_path, model_file, case):
     line = assert_clean_failure(run(*args))
     assert "is also the input" in line or "two outputs" in line
     assert (victim.read_bytes() if victim.exists() else None) == before
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e308, -1.0])
+def test_report_refuses_a_non_finite_spike_count_in_the_summary(tmp_path, value):
+    """A `simulate --json` summary edited to hold NaN or 1e308 spikes for a core: `report --json
+    --sim` printed "NaN" / "Infinity" link loads, which is not JSON. Now one error naming the entry."""
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 8, 8), np.uint8))
+    sim = json.loads(run("simulate", img, "--input", tmp_path / "in.npz", "--json").stdout)
+    sim["per_core"][0]["spikes_per_image"] = value
+    (tmp_path / "sim.json").write_text(json.dumps(sim))
+    line = assert_clean_failure(run("report", img, "--json", "--sim", tmp_path / "sim.json"))
+    assert "per_core[0].spikes_per_image" in line
