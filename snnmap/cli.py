@@ -694,8 +694,8 @@ def inspect_cmd(image, core, stage):
     from snnmap.inspect import disassemble
     from snnmap.io.container import parse_container
 
-    raw = Path(image).read_bytes() if Path(image).is_file() else b""
-    img = read_image(image)
+    img = read_image(image)  # first: it refuses what is no image before the whole file is read
+    raw = Path(image).read_bytes()
     _, sections = parse_container(raw, MAGIC, {VERSION}, "snnmap image", image)
     counts: dict[str, list[int]] = {}
     for tag, payload in sections:

@@ -327,3 +327,19 @@ def test_report_refuses_a_non_finite_spike_count_in_the_summary(tmp_path, value)
     (tmp_path / "sim.json").write_text(json.dumps(sim))
     line = assert_clean_failure(run("report", img, "--json", "--sim", tmp_path / "sim.json"))
     assert "per_core[0].spikes_per_image" in line
+
+
+@pytest.mark.parametrize("case", ["inspect", "simulate", "compile", "header"])
+def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, model_file, case):
+    """A sparse 4 GiB file (no disk, reads as zeros) given as an image or model was read whole
+    before its magic was looked at (out of memory, or 4 GiB taken); so was one that starts with a
+    valid header whose section table does not add up to the file. Both are refused at once."""
+    big = tmp_path / "big.snnimg"
+    with open(big, "wb") as f:
+        if case == "header":
+            f.write(b"SNNMAPIM" + (1).to_bytes(2, "little") + bytes(2) + (1).to_bytes(4, "little"))
+        f.truncate(4 << 30)
+    args = {"inspect": ("inspect", big), "simulate": ("simulate", big, "--input", big),
+            "compile": ("compile", big, "-o", tmp_path / "o.snnimg"), "header": ("inspect", big)}[case]
+    line = assert_clean_failure(_capped_run(*args), tmp_path / "o.snnimg")
+    assert ("declares" if case == "header" else "magic") in line and str(big) in line
