@@ -57,9 +57,14 @@ def _run() -> None:
     except Exception as e:  # noqa: BLE001
         if _SIGNALLED:  # whatever the signal became on its way up
             _stopped()
-        if isinstance(e, click.ClickException):
+        if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `snnmap`: the help
             e.show()
-            sys.exit(2)
+            sys.exit(e.exit_code)
+        if isinstance(e, click.ClickException):  # one line, as every other bad input (click's usage block was 3)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+            hint = f" (see {ctx.command_path} --help)" if isinstance(e, click.UsageError) and ctx is not None else ""
+            _fail(where + " ".join(e.format_message().split()) + hint, e.exit_code if e.exit_code else 2)
         if isinstance(e, SnnmapError):
             _fail(str(e))
         if isinstance(e, MemoryError):

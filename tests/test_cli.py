@@ -343,3 +343,22 @@ def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, model_file, c
             "compile": ("compile", big, "-o", tmp_path / "o.snnimg"), "header": ("inspect", big)}[case]
     line = assert_clean_failure(_capped_run(*args), tmp_path / "o.snnimg")
     assert ("declares" if case == "header" else "magic") in line and str(big) in line
+
+
+@pytest.mark.parametrize("args, says", [
+    (("compile", "{m}", "-o", "{d}/o.snnimg", "--seed", "-1"), "--seed"),
+    (("compile", "{m}", "-o", "{d}"), "--output"),
+    (("compile", "{m}"), "--output"),
+    (("compile", "{m}", "-o", "{d}/o.snnimg", "--fo"), "--fo"),
+    (("simulate", "{m}", "--input", "{m}", "--batch", "0"), "--batch"),
+    (("report", "{m}", "--format", "pdf"), "--format"),
+    (("inspect", "{m}", "extra"), "extra"),
+    (("compiel",), "compiel"),
+])
+def test_usage_errors_are_one_line(tmp_path, model_file, args, says):
+    """A bad option value, a missing or unknown option, a folder for a file: click printed its
+    three-line usage block (Usage / Try / Error). Now one `snnmap: error:` line naming the option
+    and the command, exit 2."""
+    p = run(*(a.format(m=model_file, d=tmp_path) for a in args))
+    line = assert_clean_failure(p, tmp_path / "o.snnimg")
+    assert says in line and "--help" in line
