@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
@@ -62,9 +63,14 @@ def _run() -> None:
     except Exception as e:  # noqa: BLE001
         if _SIGNALLED:  # whatever the signal became on its way up
             _stopped()
-        if isinstance(e, click.ClickException):
+        if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `snnmap`: the help
             e.show()
-            sys.exit(2)
+            sys.exit(e.exit_code)
+        if isinstance(e, click.ClickException):  # one line, as every other bad input (click's usage block was 3)
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+            hint = f" (see {ctx.command_path} --help)" if isinstance(e, click.UsageError) and ctx is not None else ""
+            _fail(where + " ".join(e.format_message().split()) + hint, e.exit_code if e.exit_code else 2)
         if isinstance(e, SnnmapError):
             _fail(str(e))
         if isinstance(e, MemoryError):
@@ -85,10 +91,12 @@ def cli() -> None:
     """
 
 
-def _writable(*paths: str | None) -> None:
-    """Fail before any work when an output's folder does not exist."""
+def _writable(*paths: str | None, inputs: dict[str, str | None] | None = None) -> None:
+    """Fail before any work when an output's folder does not exist, or when an output is one of
+    the command's input files or another output (it would be overwritten, the input lost)."""
     import os
 
+    seen: dict[str, str] = {}
     for p in paths:
         if p is None:
             continue
@@ -97,6 +105,14 @@ def _writable(*paths: str | None) -> None:
             raise SnnmapError(f"output folder {folder} does not exist", where=p)
         if os.path.isdir(p):
             raise SnnmapError("output path is a folder", where=p)
+        real = os.path.realpath(p)
+        if real in seen:
+            raise SnnmapError(f"is named for two outputs (also as {seen[real]}): give each its own file", where=p)
+        seen[real] = p
+        for label, q in (inputs or {}).items():
+            if q is not None and os.path.isfile(p) and os.path.isfile(q) and os.path.samefile(p, q):
+                raise SnnmapError(f"is also the input {label}: writing it would destroy that input; write "
+                                  f"the output elsewhere", where=p)
 
 
 class _Bars:
@@ -158,7 +174,7 @@ def import_tl_cmd(params, arch, k, B, input_scale, input_shape, name, output):
     from snnmap.importers.tl import import_tl, parse_scale
     from snnmap.modelfile import save_model
 
-    _writable(output)
+    _writable(output, inputs={"PARAMS": params})
     model = import_tl(params, arch, k, B, parse_scale(input_scale), _shape(input_shape), name=name)
     save_model(model, output)
     shapes = " -> ".join("x".join(map(str, s)) for s in [model.input_shape, *model.shapes()])
@@ -186,7 +202,7 @@ def import_onnx_cmd(onnx_file, input_scale, name, output):
     from snnmap.importers.tl import parse_scale
     from snnmap.modelfile import save_model
 
-    _writable(output)
+    _writable(output, inputs={"ONNX_FILE": onnx_file})
     model = import_onnx(onnx_file, name=name, input_scale=parse_scale(input_scale))
     save_model(model, output)
     shapes = " -> ".join("x".join(map(str, s)) for s in [model.input_shape, *model.shapes()])
@@ -209,7 +225,7 @@ def export_nir_cmd(model, output):
     from snnmap.modelfile import load_model
     from snnmap.nir_export import save_nir
 
-    _writable(output)
+    _writable(output, inputs={"MODEL": model})
     m = load_model(model)
     save_nir(m, output)
     click.echo(f"wrote {output}: {m.name}, {len(m.layers) + 1} spiking layers of Threshold neurons, "
@@ -259,9 +275,9 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
     from snnmap.pipeline import compile_model
     from snnmap.report import format_table
 
-    _writable(output)
-    if time_limit is not None and not time_limit > 0:
-        raise SnnmapError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    _writable(output, inputs={"MODEL": model, "--calibrate": calibrate, "--chip": chip})
+    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+        raise SnnmapError(f"--time-limit must be a positive finite number of seconds, got {time_limit}")
     board = _board(chips)
     from snnmap.passes.stages import parse_stages
 
@@ -441,7 +457,7 @@ def simulate_cmd(image, inputs, output, as_json, batch, drop, drop_layer, seed, 
     from snnmap.io.inputs import load_inputs
     from snnmap.sim.simulator import Simulator
 
-    _writable(output, trace)
+    _writable(output, trace, inputs={"IMAGE": image, "--input": inputs})
     img = _read_image_or_frames(image)
     ticks = {"encoder": 0, **{lay["name"]: lay["tick"] for lay in img.layers}}
     if drop_layer not in ticks:
@@ -577,12 +593,15 @@ def report_cmd(image, fmt, as_json, cores, output, sim_path):
     from snnmap.report import CORE_COLUMNS, LAYER_COLUMNS, format_table, quality, summary
 
     fmt = "json" if as_json else fmt
-    _writable(output)
+    _writable(output, inputs={"IMAGE": image, "--sim": sim_path})
     if fmt == "html" and not output:
         raise SnnmapError("--format html needs -o FILE.html")
     img = read_image(image)
     sim = None
     if sim_path:
+        from snnmap.io.files import require_regular
+
+        require_regular(sim_path, "simulation summary")
         try:
             with open(sim_path, encoding="utf-8") as f:
                 sim = json.load(f)
@@ -686,8 +705,8 @@ def inspect_cmd(image, core, stage):
     from snnmap.inspect import disassemble
     from snnmap.io.container import parse_container
 
-    raw = Path(image).read_bytes() if Path(image).is_file() else b""
-    img = read_image(image)
+    img = read_image(image)  # first: it refuses what is no image before the whole file is read
+    raw = Path(image).read_bytes()
     _, sections = parse_container(raw, MAGIC, {VERSION}, "snnmap image", image)
     counts: dict[str, list[int]] = {}
     for tag, payload in sections:

@@ -34,7 +34,7 @@ def float_thresholds(bn: BatchNorm, k: int, B: int) -> tuple[np.ndarray, np.ndar
     gamma = bn.gamma[:, None]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         theta = ((i + 0.5) / scale - bn.beta[:, None]) * scale * bn.std()[:, None] / gamma + scale * bn.mean[:, None]
-    const = np.where(scale * bn.beta[:, None] >= i + 0.5, -np.inf, np.inf)
+        const = np.where(scale * bn.beta[:, None] >= i + 0.5, -np.inf, np.inf)  # beta 1e308: inf, as it should
     theta = np.where(gamma == 0, const, theta)
     sign = np.where(bn.gamma < 0, -1, 1).astype(np.int8)
     return theta, sign

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from snnmap.errors import SnnmapError
@@ -9,8 +10,8 @@ from snnmap.errors import SnnmapError
 
 class Deadline:
     def __init__(self, seconds: float | None):
-        if seconds is not None and not seconds > 0:
-            raise SnnmapError(f"--time-limit must be a positive number of seconds, got {seconds}")
+        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):  # inf: say no limit by leaving it out
+            raise SnnmapError(f"--time-limit must be a positive finite number of seconds, got {seconds}")
         self.seconds = seconds
         self.end = None if seconds is None else time.monotonic() + seconds
 

@@ -251,6 +251,11 @@ def read_old(path: str) -> OldImage:
     if "stages" in meta:
         raise SnnmapError(f"is a staged image ({meta['stages']!r} stages); --from recompiles single-stage images "
                           "(compile without --from)", where=path)
+    # every rule the reader checks: the kept cores, host table and destinations are copied as they are,
+    # so an image the reader refuses (a CORE section damaged and resealed) made an unreadable new one
+    from snnmap.image.format import _from_sections
+
+    _from_sections(sections, path)
     spec = ChipSpec.from_dict(meta.get("chip"), f"{mw}.chip")
     layers = meta.get("layers")
     if not isinstance(layers, list) or not all(

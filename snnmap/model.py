@@ -7,6 +7,7 @@ a dense layer's input is the previous output flattened in (h, w, c) order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,8 +132,11 @@ class QuantModel:
         if len(set(names)) != len(names):
             raise SnnmapError(f"layer names are not unique: {names}", where=where)
         shape = self.input_shape
+        _check_size(shape, "input", where)
         for i, layer in enumerate((self.encoder, *self.layers)):
             shape = _check_layer(layer, shape, ternary=i > 0, where=f"{where}, layer {layer.name!r}")
+            _check_size(shape, "output", f"{where}, layer {layer.name!r}")
+            _check_thresholds(layer, self.k, self.B, f"{where}, layer {layer.name!r}")
         feats = int(np.prod(shape))
         cw, cb = self.classifier.weights, self.classifier.bias
         cwhere = f"{where}, classifier"
@@ -144,6 +148,29 @@ class QuantModel:
         _check_finite(cw, "weights", cwhere)
         _check_finite(cb, "bias", cwhere)
         return self
+
+
+# values in one feature map: VGG on 224 x 224 images has 3.2e6. A 5 KB model file declaring a
+# 1M x 1M input with 1 x 1 kernels asked the compiler for 2^40 neurons.
+MAX_MAP_VALUES = 1 << 26
+
+
+def _check_size(shape, what: str, where: str) -> None:
+    if math.prod(int(v) for v in shape) > MAX_MAP_VALUES:
+        raise SnnmapError(f"{what} {'x'.join(map(str, shape))} holds over {MAX_MAP_VALUES} values", where=where)
+
+
+def _check_thresholds(layer: "Layer", k: int, B: int, where: str) -> None:
+    """Finite batch norms can still overflow the paper's threshold formula (mean and beta of 1e308:
+    inf - inf); a NaN threshold fires never and became int64's minimum on the chip."""
+    from snnmap.convert import float_thresholds
+
+    theta, _ = float_thresholds(layer.bn, k, B)
+    if np.isnan(theta).any():
+        c, r = (int(v) for v in np.argwhere(np.isnan(theta))[0])
+        raise SnnmapError(f"batch norm at channel {c} gives replica {r} no threshold (the formula overflows: "
+                          f"mean {layer.bn.mean[c]:.3g}, beta {layer.bn.beta[c]:.3g}, var {layer.bn.var[c]:.3g}, "
+                          f"gamma {layer.bn.gamma[c]:.3g})", where=where)
 
 
 def _check_finite(a: np.ndarray, what: str, where: str) -> None:

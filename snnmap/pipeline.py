@@ -84,6 +84,9 @@ PLACERS = ("cpsat", "sequential", "random")
 # measured on the development machine (docs/benchmarks.md): the budget is counted in these units,
 # not on the clock, so that the same inputs give the same placement.
 WORK_PER_SECOND = 0.5
+# a --time-limit beyond this places as if it were this (about 30 years): the passes count their budget
+# in integers, and 1e308 seconds overflowed them
+MAX_PLACE_SECONDS = 1e9
 
 
 def default_place_seconds(n_tiles: int) -> float:
@@ -142,7 +145,7 @@ def compile_model(model: QuantModel, spec: ChipSpec, time_limit: float | None = 
         return _compile_staged(model, g, order, tiles_by_layer, spec, chips, stages, bounds, tiling, timings,
                                placer, calibration, calibration_name)
     seconds = place_seconds if place_seconds is not None else \
-        0.5 * time_limit if time_limit is not None else default_place_seconds(len(tiles))
+        0.5 * min(time_limit, MAX_PLACE_SECONDS) if time_limit is not None else default_place_seconds(len(tiles))
     with _timer(timings, "traffic"):
         from snnmap.passes.traffic import block_words, tile_traffic
 

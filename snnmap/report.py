@@ -76,10 +76,15 @@ def core_weights(img: ChipImage, sim: dict | None) -> np.ndarray | None:
     rows = sim.get("per_core")
     ok = isinstance(rows, list) and len(rows) == len(img.cores) and all(
         isinstance(r, dict) and r.get("chip") == list(c.coord[:2]) and r.get("core") == list(c.coord[2:])
-        and isinstance(r.get("spikes_per_image"), (int, float)) for r, c in zip(rows, img.cores))
+        for r, c in zip(rows, img.cores))
     if not ok:
         raise SnnmapError("the simulation summary's per_core entries do not match this image's cores "
                           "(was it made by `snnmap simulate --json` on this image?)")
+    for i, r in enumerate(rows):  # NaN or 1e308 made NaN / Infinity of the link loads: not JSON
+        v = r.get("spikes_per_image")
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e12):
+            raise SnnmapError(f"the simulation summary's per_core[{i}].spikes_per_image is {str(v)[:40]}, not a "
+                              f"finite count >= 0")
     return np.array([r["spikes_per_image"] for r in rows], dtype=np.float64)
 
 

@@ -230,3 +230,135 @@ def test_sim_summary_of_another_image_is_refused(tmp_path, model_file):
     line = assert_clean_failure(run("report", img, "--format", "json", "--sim", tmp_path / "other.json"))
     assert "do not match" in line
     assert run("simulate", img, "--input", tmp_path / "in.npz", "--drop", "0.5", "--seed", "-1").returncode == 2
+
+
+def _capped_run(*args, cwd=None):
+    """run() with address space capped at 2 GiB and 60 s: a reader that trusts a device's stream
+    fails fast here rather than taking the machine's memory."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run([sys.executable, "-m", "snnmap", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, preexec_fn=cap, timeout=60)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or sys.platform != "linux", reason="needs /dev/zero")
+@pytest.mark.parametrize("case", ["image", "input", "calibrate", "chip", "sim", "onnx", "tl", "fifo"])
+def test_a_device_or_pipe_as_input_is_refused_before_reading(tmp_path, model_file, case):
+    """/dev/zero (or /dev/urandom) as any input file: stat says 0 bytes, so every reader read it
+    until memory ran out; a named pipe blocked on open. Each is now refused by name, at once."""
+    import os
+
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    zero = tmp_path / f"zero.{'toml' if case == 'chip' else 'npz'}"
+    if case == "fifo":
+        os.mkfifo(zero)
+    else:
+        zero.symlink_to("/dev/zero")
+    out = tmp_path / "out.file"
+    args = {"image": ("inspect", zero), "input": ("simulate", img, "--input", zero),
+            "calibrate": ("compile", model_file, "-o", out, "--calibrate", zero),
+            "chip": ("compile", model_file, "-o", out, "--chip", zero), "sim": ("report", img, "--sim", zero),
+            "onnx": ("import-onnx", zero, "-o", out),
+            "tl": ("import-tl", zero, "--arch", "4C3-4C3-10", "--k", "1", "--B", "2", "--input-scale", "1/256",
+                   "-o", out),
+            "fifo": ("simulate", img, "--input", zero)}[case]
+    line = assert_clean_failure(_capped_run(*args), out)
+    assert "not a regular file" in line and str(zero) in line
+
+
+@pytest.mark.parametrize("case", ["compile-model", "compile-calibrate", "simulate-image", "simulate-input",
+                                  "simulate-trace", "report-image", "report-sim", "import-tl", "export-nir"])
+def test_an_output_onto_an_input_is_refused(tmp_path, model_file, case):
+    """`compile m.snnm -o m.snnm`, `simulate x.snnimg --output x.snnimg`, `report x.snnimg -o
+    x.snnimg`...: the output silently replaced the input file (the model or image was gone). Now
+    one error before any work, the input untouched; also through a symlink, and for two outputs."""
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    x = tmp_path / "in.npz"
+    np.savez(x, x=np.zeros((2, 8, 8), np.uint8))
+    sim = tmp_path / "sim.json"
+    sim.write_text(run("simulate", img, "--input", x, "--json").stdout)
+    link = tmp_path / "link.snnm"
+    link.symlink_to(model_file)
+    out = tmp_path / "out.npz"
+    args, victim = {
+        "compile-model": (("compile", model_file, "-o", link), model_file),
+        "compile-calibrate": (("compile", model_file, "-o", x, "--calibrate", x), x),
+        "simulate-image": (("simulate", img, "--input", x, "--output", img), img),
+        "simulate-input": (("simulate", img, "--input", x, "--trace", x), x),
+        "simulate-trace": (("simulate", img, "--input", x, "--output", out, "--trace", out), out),
+        "report-image": (("report", img, "-o", img), img),
+        "report-sim": (("report", img, "--sim", sim, "-o", sim), sim),
+        "import-tl": (("import-tl", x, "--arch", "4C3-4C3-10", "--k", "1", "--B", "2", "--input-scale", "1/256",
+                       "-o", x), x),
+        "export-nir": (("export-nir", model_file, "-o", model_file), model_file),
+    }[case]
+    before = victim.read_bytes() if victim.exists() else None
+    line = assert_clean_failure(run(*args))
+    assert "is also the input" in line or "two outputs" in line
+    assert (victim.read_bytes() if victim.exists() else None) == before
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e308, -1.0])
+def test_report_refuses_a_non_finite_spike_count_in_the_summary(tmp_path, value):
+    """A `simulate --json` summary edited to hold NaN or 1e308 spikes for a core: `report --json
+    --sim` printed "NaN" / "Infinity" link loads, which is not JSON. Now one error naming the entry."""
+    from snnmap.chip.spec import SG64
+    from snnmap.image import write_image
+    from snnmap.pipeline import compile_model
+
+    img = tmp_path / "m.snnimg"
+    write_image(compile_model(small_model(), SG64).image, img)
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 8, 8), np.uint8))
+    sim = json.loads(run("simulate", img, "--input", tmp_path / "in.npz", "--json").stdout)
+    sim["per_core"][0]["spikes_per_image"] = value
+    (tmp_path / "sim.json").write_text(json.dumps(sim))
+    line = assert_clean_failure(run("report", img, "--json", "--sim", tmp_path / "sim.json"))
+    assert "per_core[0].spikes_per_image" in line
+
+
+@pytest.mark.parametrize("case", ["inspect", "simulate", "compile", "header"])
+def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, model_file, case):
+    """A sparse 4 GiB file (no disk, reads as zeros) given as an image or model was read whole
+    before its magic was looked at (out of memory, or 4 GiB taken); so was one that starts with a
+    valid header whose section table does not add up to the file. Both are refused at once."""
+    big = tmp_path / "big.snnimg"
+    with open(big, "wb") as f:
+        if case == "header":
+            f.write(b"SNNMAPIM" + (1).to_bytes(2, "little") + bytes(2) + (1).to_bytes(4, "little"))
+        f.truncate(4 << 30)
+    args = {"inspect": ("inspect", big), "simulate": ("simulate", big, "--input", big),
+            "compile": ("compile", big, "-o", tmp_path / "o.snnimg"), "header": ("inspect", big)}[case]
+    line = assert_clean_failure(_capped_run(*args), tmp_path / "o.snnimg")
+    assert ("declares" if case == "header" else "magic") in line and str(big) in line
+
+
+@pytest.mark.parametrize("args, says", [
+    (("compile", "{m}", "-o", "{d}/o.snnimg", "--seed", "-1"), "--seed"),
+    (("compile", "{m}", "-o", "{d}"), "--output"),
+    (("compile", "{m}"), "--output"),
+    (("compile", "{m}", "-o", "{d}/o.snnimg", "--fo"), "--fo"),
+    (("simulate", "{m}", "--input", "{m}", "--batch", "0"), "--batch"),
+    (("report", "{m}", "--format", "pdf"), "--format"),
+    (("inspect", "{m}", "extra"), "extra"),
+    (("compiel",), "compiel"),
+])
+def test_usage_errors_are_one_line(tmp_path, model_file, args, says):
+    """A bad option value, a missing or unknown option, a folder for a file: click printed its
+    three-line usage block (Usage / Try / Error). Now one `snnmap: error:` line naming the option
+    and the command, exit 2."""
+    p = run(*(a.format(m=model_file, d=tmp_path) for a in args))
+    line = assert_clean_failure(p, tmp_path / "o.snnimg")
+    assert says in line and "--help" in line

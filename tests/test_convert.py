@@ -1,6 +1,7 @@
 """Conversion: integer thresholds reproduce the quantized ANN exactly, at every layer."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,3 +50,26 @@ def test_graph_has_one_population_per_layer(model):
     for name, shape in zip(chip_layers(g), model.shapes()[1:]):
         pop = g.nodes[name]["pop"]
         assert pop.shape == shape and pop.thresholds.shape == (shape[2], model.replicas)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_a_batch_norm_whose_thresholds_overflow_is_refused(layer):
+    """Finite batch norm mean and beta of 1e308 overflow the threshold formula to inf - inf: the
+    model loaded, compile printed overflow warnings and then named threshold -2^63 (a NaN cast to
+    int64), export-nir wrote NaN thresholds. The model now names the channel, without warnings."""
+    import dataclasses
+    import warnings
+
+    from snnmap.errors import SnnmapError
+
+    from test_image import small_model
+
+    m = small_model()
+    lay = (m.encoder, *m.layers)[layer]
+    c = lay.bn.mean.shape[0]
+    bad = dataclasses.replace(lay, bn=dataclasses.replace(lay.bn, mean=np.full(c, 1e308), beta=np.full(c, 1e308)))
+    m = dataclasses.replace(m, encoder=bad) if layer == 0 else dataclasses.replace(m, layers=(bad, *m.layers[1:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SnnmapError, match=f"layer {lay.name!r}: batch norm at channel 0 gives replica 0 no threshold"):
+            m.validate()

@@ -280,6 +280,26 @@ def test_zip_bomb_declaration_is_refused(tmp_path):
         load_npz_safely(tmp_path / "b.npz")
 
 
+_FLOAT_FIELDS = sorted(k for k, v in SG64.to_dict().items() if isinstance(v, float))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_FLOAT_FIELDS), st.floats())
+def test_chip_spec_constants_are_finite(field, value):
+    """A chip file (or an image's META) with clock_hz = inf loaded, and `simulate --json` printed
+    "throughput_images_per_s": Infinity (not JSON) after a divide-by-zero warning: whatever loads
+    has finite constants."""
+    from snnmap.chip.spec import ChipSpec
+
+    try:
+        spec = ChipSpec.from_dict({**SG64.to_dict(), field: value}, "c.toml")
+    except SnnmapError as e:
+        one_line(e)
+    else:
+        assert all(np.isfinite(v) for v in spec.to_dict().values() if isinstance(v, float))
+        assert spec.clock_hz >= 1
+
+
 _CHIP_FIELDS = sorted(SG64.to_dict()) + ["base", "unknown"]
 
 

@@ -108,3 +108,20 @@ def test_destinations_to_missing_or_late_cores_are_named(image_bytes):
     with pytest.raises(SnnmapError, match=rf"CORE #0.*core \(0, 0, {same_tick[2]}, {same_tick[3]}\) runs at tick 1, "
                                           "not 2"):
         parse_image(forged(same_tick), "img")
+
+
+def test_an_encoder_kernel_as_wide_as_its_padding_is_refused(image_bytes):
+    """A 4 MB image whose encoder kernel is 300 x 300 with padding 299 on an 8 x 8 input (307 x 307
+    output positions) passed the reader; the simulator's tap index then asked for 68 GB. The
+    reader bounds kernel taps x output positions (a real 3 x 3 kernel at 224 x 224 is 1.4e6)."""
+    img = parse_image(image_bytes)
+    C = img.encoder["weights"].shape[3]
+    for k, ok in ((300, False), (20, True)):
+        img.encoder["weights"], img.encoder["padding"] = np.zeros((k, k, 1, C)), k - 1
+        oh = img.input_shape[0] + k - 1
+        img.host_ptr, img.host_dest = np.zeros(oh * oh * C + 1, np.uint32), np.zeros(0, np.uint64)
+        if ok:
+            parse_image(image_to_bytes(img), "img")
+        else:
+            with pytest.raises(SnnmapError, match=r"img, HOST: encoder kernel \(300, 300, 1\).*taps"):
+                parse_image(image_to_bytes(img), "img")

@@ -311,3 +311,35 @@ def test_old_image_without_or_with_a_broken_record(tmp_path, net):
         compile_from(small, SG64, read_old(str(tmp_path / "base.snnimg")))
     res = compile_from(small, SG64, read_old(str(tmp_path / "base.snnimg")), tiling="baseline")
     assert res.data == (tmp_path / "base.snnimg").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["threshold", "truncated arrays"])
+def test_a_resealed_damaged_core_in_the_old_image_is_refused(tmp_path, damage):
+    """`compile --from OLD` where a CORE section of OLD was damaged and its checksums recomputed:
+    the reader refuses OLD, but --from copied the kept core's bytes and wrote, with exit 0, a new
+    image that nothing could read. OLD is now checked like any image, and nothing is written."""
+    from snnmap.image.format import MAGIC, VERSION
+    from snnmap.io.arrays import pack_arrays, unpack_arrays
+    from snnmap.io.container import pack_container
+
+    from test_image import small_model
+
+    model = small_model()
+    raw = image_to_bytes(compile_model(model, SG64).image)
+    _, sections = parse_container(raw, MAGIC, {VERSION}, "x", "x")
+    sections = [(t.encode(), p) for t, p in sections]
+    a = unpack_arrays(sections[2][1], "x")
+    if damage == "threshold":
+        a["thr"] = a["thr"].copy()
+        a["thr"][0] = 1 << 30
+        sections[2] = (b"CORE", pack_arrays(a))
+    else:
+        sections[2] = (b"CORE", sections[2][1][:200] + bytes(50))
+    old = tmp_path / "old.snnimg"
+    old.write_bytes(pack_container(MAGIC, VERSION, sections))
+    with pytest.raises(SnnmapError, match="CORE #0"):
+        read_old(str(old))
+    save_model(model, tmp_path / "m.snnm")
+    line = assert_clean_failure(run("compile", tmp_path / "m.snnm", "--from", old, "-o", tmp_path / "new.snnimg"),
+                                tmp_path / "new.snnimg")
+    assert str(old) in line

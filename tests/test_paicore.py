@@ -369,6 +369,32 @@ def test_export_replaces_only_an_earlier_export(small_image, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]
 
 
+def test_export_does_not_replace_a_folder_that_merely_has_a_manifest(small_image, tmp_path):
+    """`export -o proj` where proj/ had any manifest.json (a web app's) deleted the whole folder,
+    src/ and all; `export frames/x.snnimg -o frames` deleted the image it had just read. Neither
+    is an earlier export: both are refused, untouched, and a real one is still replaced."""
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "manifest.json").write_text('{"name": "my web app"}')
+    (proj / "src" / "main.c").write_text("precious")
+    with pytest.raises(SnnmapError, match="manifest.json is not a 'snnmap-paicore-frames' manifest"):
+        export_paicore(small_image, proj, text=False)
+    assert (proj / "src" / "main.c").read_text() == "precious"
+    e = tmp_path / "frames"
+    export_paicore(small_image, e, text=False)
+    write_image(small_image, e / "lenet.snnimg")
+    with pytest.raises(SnnmapError, match="holds 'lenet.snnimg'"):
+        export_paicore(small_image, e, text=False)
+    assert (e / "lenet.snnimg").is_file()
+    (e / "lenet.snnimg").unlink()
+    (e / "cores" / "notes").mkdir()
+    with pytest.raises(SnnmapError, match="holds 'cores/notes'"):
+        export_paicore(small_image, e, text=False)
+    (e / "cores" / "notes").rmdir()
+    export_paicore(small_image, e, text=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "proj"]
+
+
 def test_interrupted_overwrite_keeps_the_earlier_export(small_image, tmp_path, monkeypatch):
     """Ctrl-C between moving the earlier export aside and renaming the new one in: the earlier one
     is back, whole, and nothing hidden is left beside it."""

@@ -252,3 +252,18 @@ def test_placement_stops_at_the_time_limit(monkeypatch):
     assert all(wall <= left for wall, left in solves)
     assert res.placement_report["cut_by_clock"]
     assert len(res.image.cores) == len(res.placement.coords)
+
+
+def test_a_board_too_large_to_place_is_refused():
+    """A chip file of 2^24 cores per chip (or a 1024 x 1024 mesh: 35 s to place two tiles) ran out
+    of memory or time in placement; a custom 256 x 256 chip on --chips 8x8 likewise. Both are now
+    refused before any work: at most 2^16 cores per chip and 2^20 on a board."""
+    d = SG64.to_dict()
+    for w, h, bits in ((1024, 1024, 10), (1 << 24, 1, 24)):
+        with pytest.raises(SnnmapError, match="cores, over the"):
+            ChipSpec.from_dict({**d, "mesh_w": w, "mesh_h": h, "core_x_bits": bits, "core_y_bits": min(bits, 10)},
+                               "chip.toml")
+    big = ChipSpec.from_dict({**d, "mesh_w": 256, "mesh_h": 256, "core_x_bits": 8, "core_y_bits": 8}, "chip.toml")
+    with pytest.raises(SnnmapError, match="board of 4194304 cores"):
+        make_board(big, 2, (8, 8))
+    assert make_board(SG64, 2, (32, 32)).slots == 1 << 16  # the largest sg64 board still is one

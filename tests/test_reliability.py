@@ -57,6 +57,50 @@ def test_overwrite_is_all_or_nothing(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
 
+def _fifo_reader(path, got: list) -> "threading.Thread":
+    import threading
+
+    def read():
+        with open(path, "rb") as f:
+            got.append(f.read())
+
+    th = threading.Thread(target=read, daemon=True)
+    th.start()
+    return th
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_output_onto_a_pipe_or_device_writes_through_it(tmp_path):
+    """`-o /dev/null`, `-o /dev/stdout` or a named pipe: renaming a temp file over it replaced the
+    device node itself with a regular file (as root, /dev/null and /dev/full were gone) and left
+    whoever read the pipe waiting; such a target is written through instead."""
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list = []
+    th = _fifo_reader(fifo, got)
+    time.sleep(0.05)  # the reader opens first (a pipe with no reader is an error, below)
+    atomic.write_bytes_atomic(fifo, b"image bytes")
+    th.join(5)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and got == [b"image bytes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+    with pytest.raises(SnnmapError, match="pipe"):  # nobody reads it: one error, not a hang
+        atomic.write_bytes_atomic(fifo, b"x")
+
+
+def test_output_through_a_symlink_replaces_its_target(tmp_path):
+    """A symlinked output keeps its link; the file it points to gets the new bytes, atomically."""
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "out.bin"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(real)
+    atomic.write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["out.bin"]
+
+
 @pytest.fixture(scope="module")
 def lenet_like_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "lenet_like.snnm"
@@ -158,13 +202,22 @@ def test_time_limit_is_respected(monkeypatch, spec, counted):
     assert image_to_bytes(quick.image)[:8] == b"SNNMAPIM"
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "nan"])
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "inf", "-inf"])
 def test_time_limit_must_be_positive(tmp_path, lenet_like_file, limit):
     out = tmp_path / "o.snnimg"
     p = subprocess.run([sys.executable, "-m", "snnmap", "compile", str(lenet_like_file), "-o", str(out),
                         "--time-limit", limit], capture_output=True, text=True)
     assert p.returncode == 2 and "time-limit" in p.stderr and "Traceback" not in p.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("spec", [SG64, PAICORE2], ids=["sg64", "paicore2"])
+def test_a_huge_finite_time_limit_compiles(spec):
+    """--time-limit 1e308 overflowed the placement passes' integer budget (OverflowError, exit 1)."""
+    from test_image import small_model
+
+    res = compile_model(small_model(), spec, time_limit=1e308)
+    assert res.image.cores
 
 
 def test_outputs_get_the_usual_file_mode(tmp_path):

@@ -69,3 +69,22 @@ def test_not_a_zip(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"hello")
     with pytest.raises(SnnmapError, match="zip"):
         load_npz_safely(tmp_path / "x.npz")
+
+
+def test_a_member_stored_twice_is_refused(tmp_path):
+    """A zip with two x.npy members (benign images first, others second) was read silently, the
+    second winning, while np.load and zip tools may show the first: an ambiguous input is refused."""
+    import warnings
+
+    def npy(a):
+        b = io.BytesIO()
+        np.save(b, a)
+        return b.getvalue()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is asked to write
+        with zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+            z.writestr("x.npy", npy(np.zeros((2, 8, 8), np.uint8)))
+            z.writestr("x.npy", npy(np.full((2, 8, 8), 255, np.uint8)))
+    with pytest.raises(SnnmapError, match=r"d.npz\[x.npy\]: member appears twice"):
+        load_npz_safely(tmp_path / "d.npz")

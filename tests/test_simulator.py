@@ -214,3 +214,23 @@ def test_core_without_inputs():
     out, ref = Simulator(compile_model(model, SG64).image).run(x, record=True), evaluate(model, x)
     assert np.array_equal(out["pred"], ref["pred"]) and np.array_equal(out["logits"], ref["logits"])
     assert np.array_equal(out["layer_spikes"][0], ref["counts"][1].reshape(5, -1).sum(axis=1))
+
+
+def test_a_drop_probability_outside_0_1_is_refused():
+    """`simulate --drop nan` passed click's FloatRange(0, 1) (NaN compares false) and silently
+    lost no spike; a NaN or out-of-range probability is now an error naming --drop."""
+    import pytest
+
+    from snnmap.chip.spec import SG64
+    from snnmap.errors import SnnmapError
+    from snnmap.pipeline import compile_model
+    from snnmap.sim import Simulator
+
+    from test_image import small_model
+
+    sim = Simulator(compile_model(small_model(), SG64).image)
+    x = np.zeros((2, 8, 8), np.uint8)
+    for p in (float("nan"), -0.5, 1.5):
+        with pytest.raises(SnnmapError, match="--drop"):
+            sim.run(x, drop={0: p})
+    assert len(sim.run(x, drop={0: 1.0})["pred"]) == 2

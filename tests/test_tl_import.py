@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from snnmap.errors import SnnmapError
 from snnmap.importers.tl import infer_input_side, import_tl, parse_arch, parse_scale
@@ -24,11 +26,42 @@ def test_malformed_arch(arch):
         parse_arch(arch)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), st.from_regex(r"\d{1,12}C\d{1,12}([sp]\d{1,12})*", fullmatch=True),
+                          st.from_regex(r"\d{1,12}", fullmatch=True)), min_size=1, max_size=5))
+@example(["16C5p2", "16C5", "9" * 5000])  # int() refuses over 4,300 digits: it was an internal error
+@example(["9" * 5000 + "C5", "16C5", "10"])
+@example(["16C5", "16C5", "\u00b2"])  # '²'.isdigit() but int('²') fails
+def test_any_arch_text_is_parsed_or_one_error(tokens):
+    arch = "-".join(tokens)
+    try:
+        convs, classes = parse_arch(arch)
+    except SnnmapError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400
+    else:
+        assert classes >= 1 and all(c.channels >= 1 and c.kernel > c.padding for c in convs)
+
+
 def test_scale():
     assert parse_scale("1/256") == 1 / 256
     for bad in ("0", "-1", "x", "1/0", "inf"):
         with pytest.raises(SnnmapError):
             parse_scale(bad)
+
+
+def test_scale_with_an_absurd_exponent_is_one_quick_error():
+    """--input-scale 1e400 raised OverflowError (internal error, exit 1); 1e100000000 made Fraction
+    build 10**100000000 (minutes: a hang). Both are now a quick SnnmapError; ordinary exponents
+    and fractions of them still parse."""
+    import time
+
+    t0 = time.perf_counter()
+    for bad in ("1e400", "1e-400", "1e100000000", "1/1e-99999999999", "1e" + "9" * 5000):
+        with pytest.raises(SnnmapError, match="input scale"):
+            parse_scale(bad)
+    assert time.perf_counter() - t0 < 2
+    assert parse_scale("3.90625e-3") == 1 / 256 and parse_scale("1E+2") == 100
+    assert parse_scale("1e-0000000000000001") == 0.1
 
 
 def _save(path, arrays):

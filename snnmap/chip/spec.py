@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,18 @@ class ChipSpec:
         if self.neurons_per_core >> self.fanin_max_level < 1:
             raise SnnmapError(f"fanin_max_level={self.fanin_max_level} leaves no neuron of "
                               f"neurons_per_core={self.neurons_per_core}", where=where)
+        if self.cores_per_chip > MAX_CORES_PER_CHIP:
+            raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh has {self.cores_per_chip} cores, over the "
+                              f"{MAX_CORES_PER_CHIP} snnmap places on one chip", where=where)
         if self.mesh_w > 1 << self.core_x_bits or self.mesh_h > 1 << self.core_y_bits:
             raise SnnmapError(f"a {self.mesh_w}x{self.mesh_h} mesh does not fit the core address bits",
                               where=where)
         if self.axons_per_core > 1 << self.axon_bits:
             raise SnnmapError(f"axons_per_core={self.axons_per_core} does not fit axon_bits={self.axon_bits}",
                               where=where)
-        if not (self.clock_hz > 0 and self.energy_per_sop_j >= 0):
-            raise SnnmapError("clock_hz must be > 0 and energy_per_sop_j >= 0", where=where)
+        if not (1 <= self.clock_hz < 1e12 and 0 <= self.energy_per_sop_j < 1e12):  # inf: non-finite model figures
+            raise SnnmapError(f"clock_hz = {self.clock_hz} must be in 1..1e12 and energy_per_sop_j = "
+                              f"{self.energy_per_sop_j} a finite number >= 0", where=where)
         for name in ("cycles_per_event", "cycles_per_neuron", "cycles_per_packet", "cycles_per_hop",
                      "energy_per_hop_j", "static_power_w"):
             v = getattr(self, name)
@@ -155,6 +160,11 @@ class ChipSpec:
         if not 1 <= self.chip_link_hops <= 1 << 16:
             raise SnnmapError(f"chip_link_hops = {self.chip_link_hops} is out of range 1..65536", where=where)
 
+
+# The placers' time and memory grow with the board's cores (a 1024 x 1024 mesh took 35 s to place two
+# tiles, a 2^24-core one ran out of memory); real chips have 64..1024 cores.
+MAX_CORES_PER_CHIP = 1 << 16
+MAX_BOARD_CORES = 1 << 20
 
 # fields a spec may leave out (their defaults apply)
 OPTIONAL = frozenset({"config_bits_per_s"})
@@ -200,6 +210,7 @@ def load_chip(value: str) -> ChipSpec:
         return get_chip(value)
     import tomllib
 
+    require_regular(value, "chip file")
     try:
         with open(value, "rb") as f:
             data = tomllib.load(f)

@@ -18,6 +18,7 @@ from snnmap.rows import csr_ids, first_index, row_ids
 
 MAGIC = b"SNNMAPIM"
 VERSION = 1
+MAX_ENCODER_TAPS = 1 << 26  # kernel taps x output positions; VGG on 224 x 224 images needs 1.4e6
 
 
 @dataclass
@@ -281,6 +282,11 @@ def _from_sections(sections, where: str) -> ChipImage:
     ow = (shape[1] + 2 * pad - ew.shape[1]) // stride + 1
     if oh < 1 or ow < 1:
         raise _bad("encoder output would be empty", hw)
+    # the simulator indexes every kernel tap at every output position: a kernel as wide as its padding
+    # makes that product grow with the square of the file (a 4 MB image asked for 68 GB)
+    if ew.shape[0] * ew.shape[1] * ew.shape[2] * oh * ow > MAX_ENCODER_TAPS:
+        raise _bad(f"encoder kernel {ew.shape[:3]} at {oh}x{ow} output positions is over {MAX_ENCODER_TAPS} "
+                   f"taps", hw)
     n_enc = oh * ow * c_enc
     cw = _arr(host, "clf.weights", np.float64, 2, hw)
     cb = _arr(host, "clf.bias", np.float64, 1, hw)

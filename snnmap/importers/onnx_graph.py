@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 from snnmap.model import BN_EPS, BatchNorm, Classifier, Layer, QuantModel
 
 MAX_BYTES = 1 << 31
@@ -649,6 +650,7 @@ def read_onnx_bytes(data: bytes, where: str = "ONNX model", name: str | None = N
 def import_onnx(path: str | Path, name: str | None = None, input_scale: float = 1.0) -> QuantModel:
     """Read an ONNX / QONNX file into a validated QuantModel (nothing else is executed or loaded)."""
     p = Path(path)
+    require_regular(p, "ONNX file")
     try:
         size = p.stat().st_size
         if size > MAX_BYTES:

@@ -12,8 +12,9 @@ from snnmap.errors import SnnmapError
 from snnmap.io.safe_npz import load_npz_safely
 from snnmap.model import BatchNorm, Classifier, Layer, QuantModel
 
-_CONV = re.compile(r"(\d+)C(\d+)((?:[sp]\d+)*)")
-_SUFFIX = re.compile(r"([sp])(\d+)")
+# at most 9 digits: int() refuses over 4,300 (ValueError) and no layer is that wide
+_CONV = re.compile(r"(\d{1,9})C(\d{1,9})((?:[sp]\d{1,9})*)")
+_SUFFIX = re.compile(r"([sp])(\d{1,9})")
 
 
 @dataclass(frozen=True)
@@ -24,44 +25,55 @@ class ConvToken:
     padding: int = 0
 
 
+def _cut(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def parse_arch(arch: str) -> tuple[list[ConvToken], int]:
     """'16C5p2-16C5-16C2s2-32C5-32C2s2-256C4-10' -> conv tokens (first is the encoder), classes."""
     tokens = arch.strip().split("-")
+    shown = _cut(arch, 80)
     if len(tokens) < 3:
         raise SnnmapError(f"needs an encoder conv, at least one on-chip conv and a classifier width, "
-                          f"got {len(tokens)} token(s)", where=f"arch {arch!r}")
+                          f"got {len(tokens)} token(s)", where=f"arch {shown!r}")
     convs = []
     for i, tok in enumerate(tokens[:-1]):
         m = _CONV.fullmatch(tok)
         if not m:
-            raise SnnmapError(f"token {i + 1} {tok!r} is not <C>C<K>[s<stride>][p<padding>]",
-                              where=f"arch {arch!r}")
+            raise SnnmapError(f"token {i + 1} {_cut(tok)!r} is not <C>C<K>[s<stride>][p<padding>]",
+                              where=f"arch {shown!r}")
         opts = {"s": 1, "p": 0}
         seen = set()
         for key, val in _SUFFIX.findall(m.group(3)):
             if key in seen:
-                raise SnnmapError(f"token {i + 1} {tok!r} repeats suffix {key!r}", where=f"arch {arch!r}")
+                raise SnnmapError(f"token {i + 1} {_cut(tok)!r} repeats suffix {key!r}", where=f"arch {shown!r}")
             seen.add(key)
             opts[key] = int(val)
         c, kern = int(m.group(1)), int(m.group(2))
         if c < 1 or kern < 1 or opts["s"] < 1 or opts["p"] >= kern:
-            raise SnnmapError(f"token {i + 1} {tok!r}: channels, kernel and stride must be >= 1 and "
-                              f"padding < kernel", where=f"arch {arch!r}")
+            raise SnnmapError(f"token {i + 1} {_cut(tok)!r}: channels, kernel and stride must be >= 1 and "
+                              f"padding < kernel", where=f"arch {shown!r}")
         convs.append(ConvToken(c, kern, opts["s"], opts["p"]))
-    if not tokens[-1].isdigit() or int(tokens[-1]) < 1:
-        raise SnnmapError(f"last token {tokens[-1]!r} must be the classifier width (a positive integer)",
-                          where=f"arch {arch!r}")
+    if not re.fullmatch(r"\d{1,9}", tokens[-1]) or int(tokens[-1]) < 1:
+        raise SnnmapError(f"last token {_cut(tokens[-1])!r} must be the classifier width (a positive integer)",
+                          where=f"arch {shown!r}")
     return convs, int(tokens[-1])
 
 
 def parse_scale(text: str) -> float:
     """'1/256', '0.00390625' -> float; exact for dyadic fractions."""
+    shown = _cut(text)
+    # Fraction builds 10**exponent exactly: '1e100000000' took minutes; no float needs over 400
+    if any(len(e.lstrip("0")) > 3 or int(e) > 400 for e in re.findall(r"[eE][+-]?(\d+)", text)):
+        raise SnnmapError(f"input scale {shown!r} has an exponent beyond any float (at most e+-400)")
     try:
         value = float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError):
-        raise SnnmapError(f"input scale {text!r} is not a number or fraction like 1/256") from None
+        raise SnnmapError(f"input scale {shown!r} is not a number or fraction like 1/256") from None
+    except OverflowError:  # 1e400
+        value = float("inf")
     if not (value > 0 and np.isfinite(value)):
-        raise SnnmapError(f"input scale {text!r} must be positive and finite")
+        raise SnnmapError(f"input scale {shown!r} must be positive and finite")
     return value
 
 

@@ -11,11 +11,13 @@ All integers little-endian. The per-section CRC32 locates damage; the SHA-256 pr
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 from pathlib import Path
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 _HEAD = struct.Struct("<8sHHI")
 _ENTRY = struct.Struct("<4sIQQ")
@@ -38,14 +40,39 @@ def read_container(path: str | Path, magic: bytes, versions: set[int], kind: str
                    max_bytes: int = 1 << 34) -> tuple[int, list[tuple[str, bytes]]]:
     """Return (version, [(tag, payload)]), or raise SnnmapError naming the file and the place."""
     where = str(path)
+    require_regular(path, kind)
     try:
-        size = Path(path).stat().st_size
-        if size > max_bytes:
-            raise SnnmapError(f"{size} bytes is larger than any {kind} this tool writes", where=where)
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise SnnmapError(f"{size} bytes is larger than any {kind} this tool writes", where=where)
+            head = f.read(_HEAD.size)
+            _check_declared_size(f, head, size, magic, versions, kind, where)
+            data = head + f.read()
     except OSError as e:
         raise SnnmapError(f"cannot read {kind}: {e.strerror or e}", where=where) from None
     return parse_container(data, magic, versions, kind, where)
+
+
+def _check_declared_size(f, head: bytes, size: int, magic: bytes, versions: set[int], kind: str,
+                         where: str) -> None:
+    """Before reading the body: the magic, and the size the section table declares against the file's.
+    A sparse file of gigabytes (or any large file that is not this kind) was read whole before its
+    first 8 bytes were looked at. Leaves the file positioned after the header."""
+    if len(head) < _HEAD.size:
+        return  # parse_container names the short file
+    got_magic, version, _reserved, n = _HEAD.unpack(head)
+    if got_magic != magic or version not in versions:
+        parse_container(head + bytes(_DIGEST), magic, versions, kind, where)  # raises its usual message
+    if _HEAD.size + _ENTRY.size * n + _DIGEST > size:
+        return  # parse_container names the short table
+    table = f.read(_ENTRY.size * n)
+    f.seek(_HEAD.size)
+    declared = _HEAD.size + _ENTRY.size * n + _DIGEST + sum(
+        _ENTRY.unpack_from(table, i * _ENTRY.size)[3] for i in range(n))
+    if declared != size:
+        raise SnnmapError(f"its section table declares {declared} bytes, the file has {size}: truncated or "
+                          f"corrupted", where=where)
 
 
 def parse_container(data: bytes, magic: bytes, versions: set[int], kind: str,

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 
 MAX_MEMBER_BYTES = 1 << 31
 MAX_ELEMENTS = 1 << 40
@@ -66,6 +67,7 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
     the bytes present before it is built.
     """
     where = str(path)
+    require_regular(path, ".npz file")
     try:
         zf = zipfile.ZipFile(path)
     except _ZIP_ERRORS as e:
@@ -76,6 +78,8 @@ def load_npz_safely(path, allow_objects: bool = True) -> dict[str, object]:
             mwhere = f"{where}[{info.filename}]"
             if not info.filename.endswith(".npy"):
                 raise SnnmapError("member is not a .npy array", where=mwhere)
+            if info.filename[:-4] in out:  # two arrays of one name: which one a reader takes is arbitrary
+                raise SnnmapError("member appears twice in the zip", where=mwhere)
             if info.file_size > min(MAX_MEMBER_BYTES, _MAX_RATIO * info.compress_size + 1024):
                 raise SnnmapError(f"declares {info.file_size} bytes uncompressed from "
                                   f"{info.compress_size} compressed: over the limit", where=mwhere)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from snnmap.chip import address
 from snnmap.chip.spec import ChipSpec
 from snnmap.errors import SnnmapError
+from snnmap.io.files import require_regular
 from snnmap.image.format import (
     ChipImage,
     CoreImage,
@@ -152,8 +154,11 @@ def export_paicore(img: ChipImage, out_dir: str | os.PathLike, *, text: bool = T
     spec = img.spec
     check_spec(spec, where)
     out = Path(out_dir)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "manifest.json").is_file())):
-        raise SnnmapError("exists and is neither empty nor an earlier frames export; not overwriting", where=str(out))
+    if out.exists():
+        why = _not_an_export(out)
+        if why:
+            raise SnnmapError(f"exists and is neither empty nor an earlier frames export ({why}); not overwriting",
+                              where=str(out))
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise SnnmapError(f"output folder {parent} does not exist", where=str(out))
@@ -223,6 +228,35 @@ def export_paicore(img: ChipImage, out_dir: str | os.PathLike, *, text: bool = T
     return manifest
 
 
+_EXPORT_FILES = {"manifest.json", "host.arrays", "cores"}
+_FRAME_FILE = re.compile(r"[\w.-]+\.(bin|txt)")  # frames, also left from an earlier export (replaced)
+
+
+def _not_an_export(out: Path) -> str:
+    """Why `out` may not be replaced whole ('' if it is empty or holds only what an export writes):
+    a folder that merely has a manifest.json (a web app's, say) or holds other files than frames
+    (the image being exported, a subfolder) would be deleted with it."""
+    if not out.is_dir():
+        return "not a folder"
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return ""
+    if not (out / "manifest.json").is_file() or (out / "manifest.json").stat().st_size > MAX_MANIFEST_BYTES:
+        return "no frames manifest.json"
+    try:
+        fmt = json.loads((out / "manifest.json").read_bytes().decode("utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+        fmt = None
+    if fmt != FORMAT:
+        return f"its manifest.json is not a {FORMAT!r} manifest"
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _EXPORT_FILES
+                     and not (_FRAME_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()))
+    if not foreign and (out / "cores").is_dir() and not (out / "cores").is_symlink():
+        foreign = sorted(f"cores/{p.name}" for p in (out / "cores").iterdir()
+                         if not (_FRAME_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()))
+    return f"it holds {foreign[0]!r}, which no export writes" if foreign else ""
+
+
 def _write_words(path: Path, words: np.ndarray, text: bool) -> None:
     path.write_bytes(np.ascontiguousarray(words.astype("<u8")).tobytes())
     if text:
@@ -239,6 +273,7 @@ def _fsync_tree(root: Path) -> None:
 # ---- reading back ---------------------------------------------------------------------------------
 
 def _read_bytes(path: Path, limit: int, where: str) -> bytes:
+    require_regular(path, "frame file")
     try:
         size = path.stat().st_size
         if size > limit:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snnmap.chip import address
-from snnmap.chip.spec import ChipSpec
+from snnmap.chip.spec import MAX_BOARD_CORES, ChipSpec
 from snnmap.errors import SnnmapError
 
 
@@ -74,6 +74,9 @@ def make_board(spec: ChipSpec, n_tiles: int, chips: tuple[int, int] | None = Non
         raise SnnmapError(f"--chips {w}x{h}: the chip address holds at most {1 << spec.chip_x_bits} x "
                           f"{1 << spec.chip_y_bits} chips (chip_x_bits={spec.chip_x_bits}, "
                           f"chip_y_bits={spec.chip_y_bits})")
+    if w * h * spec.cores_per_chip > MAX_BOARD_CORES:
+        raise SnnmapError(f"--chips {w}x{h}: a board of {w * h * spec.cores_per_chip} cores, over the "
+                          f"{MAX_BOARD_CORES} snnmap places")
     if w * h * spec.cores_per_chip < n_tiles:
         raise SnnmapError(f"--chips {w}x{h}: {n_tiles} tiles need {-(-n_tiles // spec.cores_per_chip)} chips of "
                           f"{spec.cores_per_chip} cores, the board has {w * h}")

@@ -722,6 +722,9 @@ class Simulator:
         stage_batch: on a staged image, the images run per configuration between reconfigurations
         (default: batch); the results add `stages` (sim/staged.py).
         """
+        for t, p in (drop or {}).items():
+            if not 0 <= p <= 1:  # NaN compared false everywhere and silently lost nothing
+                raise SnnmapError(f"--drop {p} is not a probability in 0..1 (tick {t})")
         drop = {int(t): float(p) for t, p in (drop or {}).items() if p > 0}
         img = self.img
         x = np.asarray(x)
