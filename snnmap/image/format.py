@@ -500,15 +500,13 @@ def _check_destinations(spec, words, tick, table, ticks, features, where, stage=
     if ((words & np.uint64((1 << spec.axon_bits) - 1)) >= np.uint64(spec.axons_per_core)).any():
         raise _bad(f"a destination's axon field is >= axons_per_core={spec.axons_per_core}", where)
     core_key = (words >> np.uint64(address.core_shift(spec))).astype(np.int64)
-    uniq, first, inv = np.unique(core_key, return_index=True, return_inverse=True)
-    found, pos = table.find(uniq, stage)
-    late = found & (table.tick[pos] != tick + 1)
-    if not found.all() or late.any():  # the first such core in address order, as its words name it
-        u = int(np.flatnonzero(~found | late)[0])
-        f = first[u]
+    found, pos = table.find(core_key, stage)  # per word: a search of the core table, no sort of the words
+    bad = ~found | (found & (table.tick[pos] != tick + 1))
+    if bad.any():  # the first such core in address order, as its first word names it
+        f = int(np.flatnonzero(bad & (core_key == core_key[bad].min()))[0])
         key = (int(cx[f]), int(cy[f]), int(x[f]), int(y[f]))
-        if not found[u]:
+        if not found[f]:
             raise _bad(f"a destination names core {key}, which the image does not configure", where)
-        raise _bad(f"a destination core {key} runs at tick {int(table.tick[pos[u]])}, not {tick + 1}", where)
-    if (low >= table.axons[pos][inv]).any():
+        raise _bad(f"a destination core {key} runs at tick {int(table.tick[pos[f]])}, not {tick + 1}", where)
+    if (low >= table.axons[pos]).any():
         raise _bad("a destination axon is beyond its core's configured axons", where)
