@@ -28,17 +28,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import json
 import re
-import struct
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from snnmap.chip.spec import ChipSpec
 from snnmap.errors import DesignRuleError, SnnmapError
+
+if TYPE_CHECKING:
+    from snnmap.image.format import ChipImage
 
 RECORD_VERSION = 1
 MOVE_GAIN = 0.001  # an old tile moves only for at least this share of the total spike-hops per tile moved
@@ -185,13 +187,15 @@ def _decode_mult(r: dict, size: int, where: str) -> np.ndarray | None:
 @dataclass
 class OldImage:
     path: str
-    spec: ChipSpec
-    meta: dict
+    image: ChipImage  # as the image reader parsed it
     record: dict | None
-    host: bytes
-    cores: list[bytes]  # CORE payloads in image order
+    cores: list[bytes]  # CORE payloads in image order, copied byte for byte where kept
     hdr: np.ndarray  # (cores, 10) int64
     index: dict  # (layer, tile) -> core number
+
+    @property
+    def spec(self) -> ChipSpec:
+        return self.image.spec
 
     def coords(self, layer: int, n: int) -> np.ndarray:
         return np.array([self.hdr[self.index[layer, t], :4] for t in range(n)], dtype=np.int64).reshape(-1, 4)
@@ -220,93 +224,34 @@ def _blocks_hold(coords: np.ndarray, align: int, spec: ChipSpec) -> bool:
     return bool((base % align == 0).all() and (base == base[first][np.cumsum(first) - 1]).all())
 
 
-def _core_hdr(payload: bytes, where: str) -> np.ndarray:
-    """The `hdr` array, which pack_arrays writes first, without decoding the rest."""
-    head = struct.Struct("<IHBB3s")
-    if len(payload) < head.size + 8 + 80:
-        raise SnnmapError("core section too short for its header", where=where)
-    _, name_len, code, ndim, name = head.unpack_from(payload)
-    (n,) = struct.unpack_from("<Q", payload, head.size)
-    if (name_len, code, ndim, name, n) != (3, 8, 1, b"hdr", 10):
-        raise SnnmapError("core section does not start with its 10-field header", where=where)
-    return np.frombuffer(payload, "<i8", 10, head.size + 8).astype(np.int64)
-
-
 def read_old(path: str) -> OldImage:
-    """The image --from names: checksums, META, record and core headers validated."""
-    from snnmap.image.format import MAGIC, VERSION
+    """The image --from names, through every check of the image reader: kept cores, the host table
+    and their destinations are copied as they are, so an image the reader refuses (a CORE section
+    damaged and resealed) would make an unreadable new one. Here only what --from adds: a single
+    stage, and one core per tile of the layer list."""
+    from snnmap.image.format import MAGIC, VERSION, _from_sections
     from snnmap.io.container import read_container
 
     _, sections = read_container(path, MAGIC, {VERSION}, "snnmap image")
-    tags = [t for t, _ in sections]
-    if tags[:2] != ["META", "HOST"] or any(t != "CORE" for t in tags[2:]):
-        raise SnnmapError(f"sections must be META, HOST, then CORE...; found {tags[:4]}...", where=path)
-    mw = f"{path}, META"
-    try:
-        meta = json.loads(sections[0][1].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
-        raise SnnmapError(f"META section is not valid JSON: {str(e)[:200]}", where=path) from None
-    if not isinstance(meta, dict) or meta.get("format") != "snnmap-image":
-        raise SnnmapError("format is not 'snnmap-image'", where=mw)
-    if "stages" in meta:
-        raise SnnmapError(f"is a staged image ({meta['stages']!r} stages); --from recompiles single-stage images "
+    img = _from_sections(sections, path)
+    if img.stages > 1:
+        raise SnnmapError(f"is a staged image ({img.stages!r} stages); --from recompiles single-stage images "
                           "(compile without --from)", where=path)
-    # every rule the reader checks: the kept cores, host table and destinations are copied as they are,
-    # so an image the reader refuses (a CORE section damaged and resealed) made an unreadable new one
-    from snnmap.image.format import _from_sections
-
-    _from_sections(sections, path)
-    spec = ChipSpec.from_dict(meta.get("chip"), f"{mw}.chip")
-    layers = meta.get("layers")
-    if not isinstance(layers, list) or not all(
-            isinstance(lay, dict) and isinstance(lay.get("name"), str) and isinstance(lay.get("tiles"), int)
-            and not isinstance(lay.get("tiles"), bool) and 0 <= lay["tiles"] < 1 << 31 for lay in layers):
-        raise SnnmapError("layers is not a list of {name, tiles}", where=mw)
-    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    layers = img.layers
     record = None
-    if "incremental" in info:
-        record = check_record(info["incremental"], layers, f"{mw}.info.incremental")
-    cores = [p for _, p in sections[2:]]
-    hdr = np.zeros((len(cores), 10), np.int64)
+    if "incremental" in img.info:
+        record = check_record(img.info["incremental"], layers, f"{path}, META.info.incremental")
+    hdr = np.array([(*c.coord, c.level, c.tick, c.layer, c.tile, c.axons, c.neurons) for c in img.cores],
+                   np.int64).reshape(-1, 10)
     index: dict = {}
-    seen: dict = {}
-    r = spec.reserved_corner
-    for i, p in enumerate(cores):
-        cw = f"{path}, CORE #{i}"
-        h = _core_hdr(p, cw)
-        cx, cy, x, y, _, tick, layer, tile = (int(v) for v in h[:8])
-        if not (0 <= cx < 1 << spec.chip_x_bits and 0 <= cy < 1 << spec.chip_y_bits and 0 <= x < spec.mesh_w
-                and 0 <= y < spec.mesh_h) or (r and x >= spec.mesh_w - r and y >= spec.mesh_h - r):
-            raise SnnmapError("coordinates outside the board", where=cw)
-        if (cx, cy, x, y) in seen:
-            raise SnnmapError(f"same core as CORE #{seen[cx, cy, x, y]}", where=cw)
-        if not (0 <= layer < len(layers) and tick == layer + 1 and 0 <= tile < layers[layer]["tiles"]) \
-                or (layer, tile) in index:
-            raise SnnmapError(f"layer {layer} / tick {tick} / tile {tile} do not fit the layer list", where=cw)
-        seen[cx, cy, x, y] = i
+    for i, (layer, tile) in enumerate(hdr[:, 6:8].tolist()):
+        if not 0 <= tile < layers[layer]["tiles"] or (layer, tile) in index:
+            raise SnnmapError(f"layer {layer} / tick {layer + 1} / tile {tile} do not fit the layer list",
+                              where=f"{path}, CORE #{i}")
         index[layer, tile] = i
-        hdr[i] = h
     if len(index) != sum(lay["tiles"] for lay in layers):
         raise SnnmapError(f"{len(index)} cores for {sum(lay['tiles'] for lay in layers)} tiles", where=path)
-    return OldImage(path, spec, meta, record, sections[1][1], cores, hdr, index)
-
-
-def _old_dests(payload: bytes, neurons: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """A CORE section's per-neuron destination table (the reader's expansion of dlist / dptr)."""
-    from snnmap.io.arrays import unpack_arrays
-
-    a = unpack_arrays(payload, where)
-    dlist, dptr, dest = (a.get(k) for k in ("dlist", "dptr", "dest"))
-    if dlist is None or dptr is None or dest is None or dlist.shape != (neurons,) or len(dptr) < 1 \
-            or (neurons and int(dlist.max()) >= len(dptr) - 1) or int(dptr[-1]) != len(dest):
-        raise SnnmapError("destination arrays do not fit the core", where=where)
-    lp = dptr.astype(np.int64)
-    counts = (lp[1:] - lp[:-1])[dlist]
-    if (counts < 0).any():
-        raise SnnmapError("destination pointers decrease", where=where)
-    ptr = np.zeros(neurons + 1, np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return ptr.astype(np.uint32), dest[np.repeat(lp[dlist] - ptr[:-1], counts) + np.arange(int(ptr[-1]))]
+    return OldImage(path, img, record, [p for _, p in sections[2:]], hdr, index)
 
 
 # --- the recompile -------------------------------------------------------------------------------
@@ -347,7 +292,6 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
         host_payload,
         meta_payload,
     )
-    from snnmap.io.arrays import unpack_arrays
     from snnmap.io.container import pack_container
     from snnmap.ir import chip_layers, source_of
     from snnmap.passes import drc
@@ -388,7 +332,7 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
         st[name] = _Layer(name, oi if oi is not None and old_layers[oi]["geometry"] == keys[name][0] else None)
 
     with _timer(timings, "bounds"):
-        old_bounds = old.meta.get("info", {}).get("bounds", {}) if isinstance(old.meta.get("info"), dict) else {}
+        old_bounds = old.image.info.get("bounds", {})
         bounds = {}
         for name in order:
             s = st[name]
@@ -554,9 +498,11 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
                 ptrs, dests = [], []
                 for t, tile in enumerate(tiles):
                     ci = old.index[s.old, t]
-                    p, d = _old_dests(old.cores[ci], tile.neurons, f"{old.path}, CORE #{ci}")
-                    ptrs.append(p)
-                    dests.append(d)
+                    core = old.image.cores[ci]  # its destination table, as the reader expanded it
+                    if core.neurons != tile.neurons:
+                        raise SnnmapError("destination arrays do not fit the core", where=f"{old.path}, CORE #{ci}")
+                    ptrs.append(core.dest_ptr)
+                    dests.append(core.dest)
             else:
                 fo = fan_to(nxt) if nxt is not None else None
                 ptrs, dests = route_tiles(tiles, fo, coords[first[i + 1]:first[i + 2]] if nxt else None, spec)
@@ -571,10 +517,7 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
         # the host: its destinations are kept while the first layer keeps its axons and slots
         s0 = st[order[0]]
         if s0.old == 0 and s0.kept and s0.layout_same and not s0.moved:
-            h = unpack_arrays(old.host, f"{old.path}, HOST")
-            host_ptr, host_dest = h.get("host.ptr"), h.get("host.dest")
-            if host_ptr is None or host_dest is None:
-                raise SnnmapError("HOST lacks its destination table", where=old.path)
+            host_ptr, host_dest = old.image.host_ptr, old.image.host_dest
         else:
             enc = g.nodes[source_of(g, order[0])]["pop"]
             host_ptr, host_dest = route_host(fan_to(order[0]), coords[:first[1]], enc.replicas, spec)
@@ -583,7 +526,7 @@ def compile_from(model, spec: ChipSpec, old: OldImage, tiling: str = "locality",
 
     enc = model.encoder
     theta, sign = float_thresholds(enc.bn, model.k, model.B)
-    info = dict(old.meta.get("info", {}))
+    info = dict(old.image.info)
     info.update({"model": model.name, "chips": len({(int(a), int(b)) for a, b in coords[:, :2]}),
                  "cores": n_total, "bounds": bounds, "tiling": tiling,
                  "incremental": {"version": RECORD_VERSION, "tiling": tiling,
