@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import click
@@ -270,14 +269,14 @@ def compile_cmd(model, output, chip, quiet, verbose, as_json, time_limit, tiling
       snnmap compile lenet_v2.snnm --from lenet.snnimg -o lenet_v2.snnimg   # rewrite what changed
     """
     from snnmap.chip.spec import load_chip
+    from snnmap.deadline import check_seconds
     from snnmap.image.format import write_image
     from snnmap.modelfile import load_model
     from snnmap.pipeline import compile_model
     from snnmap.report import format_table
 
     _writable(output, inputs={"MODEL": model, "--calibrate": calibrate, "--chip": chip})
-    if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
-        raise SnnmapError(f"--time-limit must be a positive finite number of seconds, got {time_limit}")
+    check_seconds(time_limit)
     board = _board(chips)
     from snnmap.passes.stages import parse_stages
 
